@@ -1,0 +1,188 @@
+"""The configuration schema and its validator.
+
+Each layer (a file, the environment, the command line) is checked on its own, so an
+error names the key *and where it came from*; required values are checked once the
+layers are merged. Model: Patroni's validator, reduced to what aep-ops needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aep_ops.errors import ConfigError
+from aep_ops.secrets import parse_ref
+
+
+@dataclass(frozen=True)
+class Field:
+    """A leaf value. ``kind`` is a Python type, a tuple of allowed strings, or ``"secret"``."""
+
+    kind: Any
+    help: str = ""
+    required: bool = False
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class Section:
+    """A mapping with fixed keys."""
+
+    fields: dict[str, Any]
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class MapOf:
+    """A mapping with free keys (environment names, endpoint names) and one value schema."""
+
+    value: Any
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class ListOf:
+    item: Any
+    help: str = ""
+
+
+def _str() -> Field:
+    return Field(str)
+
+
+def _int(help: str = "") -> Field:
+    return Field(int, help)
+
+
+SSH = Section({
+    "user": _str(),
+    "identity": Field(str, "path of the private key to log in with"),
+    "known_hosts": Field(str, "known_hosts file that host keys are checked against"),
+    "connect_timeout": _int("seconds"),
+    "command_timeout": _int("seconds"),
+})
+
+AWS = Section({
+    "region": _str(),
+    "profile": _str(),
+    "endpoint_url": Field(str, "override every AWS endpoint (tests: the moto server)"),
+})
+
+DATABASE = Section({
+    "host": _str(),
+    "port": _int(),
+    "name": _str(),
+    "user": _str(),
+    "password": Field("secret"),
+    "sslmode": Field(("disable", "allow", "prefer", "require", "verify-ca", "verify-full")),
+})
+
+OBJECTIVES = Section({
+    "rto_seconds": _int("recovery time objective"),
+    "rpo_seconds": _int("recovery point objective"),
+})
+
+ENVIRONMENT = Section({
+    "description": _str(),
+    "production": Field(bool, "production changes need --yes or a chat approval", required=True, nullable=False),
+    "backend": Field(("local", "rds"), "where the database runs", required=True, nullable=False),
+    "ssh": SSH,
+    "aws": AWS,
+    "database": DATABASE,
+    "objectives": OBJECTIVES,
+    "endpoints": MapOf(Field(str), "name -> URL or host:port that `doctor` checks is reachable"),
+})
+
+SCHEMA = Section({
+    "state_dir": Field(str, "journal, logs, locks, reports (default /var/lib/aep-ops as root)"),
+    "default_env": Field(str, "environment used when --env is not given"),
+    "plugins": ListOf(Field(str), "extra Python modules that register runbooks"),
+    "runbook_dirs": ListOf(Field(str), "extra directories with runbook Markdown files"),
+    "log": Section({"level": Field(("debug", "info", "warning", "error"))}),
+    "journal": Section({"dsn": Field("secret", "PostgreSQL journal and locks shared by several ops hosts")}),
+    "vault": Section({"addr": _str(), "token": Field("secret")}),
+    "environments": MapOf(ENVIRONMENT),
+})
+
+
+def check_layer(data: Any, source: str, schema: Any = SCHEMA, path: str = "") -> Any:
+    """Validate one layer's raw data; return it with secret references parsed.
+
+    Raises ConfigError naming the dotted key and ``source`` on an unknown key or wrong type.
+    """
+    if isinstance(schema, Section):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: '{path or 'top level'}' must be a mapping, got {_typename(data)}")
+        out = {}
+        for key, value in data.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in schema.fields:
+                known = ", ".join(sorted(schema.fields))
+                raise ConfigError(f"{source}: unknown key '{sub}' (known here: {known})")
+            out[key] = check_layer(value, source, schema.fields[key], sub)
+        return out
+    if isinstance(schema, MapOf):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: '{path}' must be a mapping, got {_typename(data)}")
+        return {str(k): check_layer(v, source, schema.value, f"{path}.{k}") for k, v in data.items()}
+    if isinstance(schema, ListOf):
+        if not isinstance(data, list):
+            raise ConfigError(f"{source}: '{path}' must be a list, got {_typename(data)}")
+        return [check_layer(v, source, schema.item, f"{path}[{i}]") for i, v in enumerate(data)]
+    return _check_field(data, source, schema, path)
+
+
+def _check_field(value: Any, source: str, spec: Field, path: str) -> Any:
+    if value is None:
+        if not spec.nullable:
+            raise ConfigError(f"{source}: '{path}' must not be empty")
+        return None
+    if spec.kind == "secret":
+        return parse_ref(value, where=f"{source}: '{path}'")
+    if isinstance(spec.kind, tuple):
+        if value not in spec.kind:
+            raise ConfigError(f"{source}: '{path}' is {value!r}; expected one of: {', '.join(spec.kind)}")
+        return value
+    if spec.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{source}: '{path}' must be an integer, got {_typename(value)} {value!r}")
+    if spec.kind is bool and not isinstance(value, bool):
+        raise ConfigError(f"{source}: '{path}' must be true or false, got {_typename(value)} {value!r}")
+    if spec.kind is str and not isinstance(value, str):
+        raise ConfigError(f"{source}: '{path}' must be a string, got {_typename(value)} {value!r}")
+    return value
+
+
+def check_required(data: dict, sources: dict[str, str], schema: Any = SCHEMA, path: str = "") -> None:
+    """After merging: every required value is set. The error says which file defines the parent."""
+    if isinstance(schema, Section):
+        for key, sub in schema.fields.items():
+            sub_path = f"{path}.{key}" if path else key
+            if isinstance(sub, Field):
+                if sub.required and data.get(key) is None:
+                    where = sources.get(path, "the configuration")
+                    raise ConfigError(f"{where}: '{sub_path}' is required ({sub.help})")
+            elif key in data and data[key] is not None:
+                check_required(data[key], sources, sub, sub_path)
+    elif isinstance(schema, MapOf) and not isinstance(schema.value, Field):
+        for key, value in data.items():
+            check_required(value, sources, schema.value, f"{path}.{key}")
+
+
+def schema_at(path: list[str], schema: Any = SCHEMA) -> Any:
+    """The schema node for a dotted path (used to build one-key layers from env vars and flags)."""
+    for part in path:
+        if isinstance(schema, Section) and part in schema.fields:
+            schema = schema.fields[part]
+        elif isinstance(schema, MapOf):
+            schema = schema.value
+        else:
+            return None
+    return schema
+
+
+def _typename(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", int: "an integer",
+            float: "a number", bool: "a boolean"}.get(type(value), type(value).__name__)
+
+
+__all__ = ["Field", "Section", "MapOf", "ListOf", "SCHEMA", "check_layer", "check_required", "schema_at"]

@@ -1,0 +1,65 @@
+"""What a step sees while it runs: settings, parameters, earlier outputs, progress."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from aep_ops.engine.step import OutputUnavailable
+
+
+@dataclass
+class RunOptions:
+    """How the front door asked for the run."""
+
+    dry_run: bool = False
+    resume: str | None = None
+    yes: bool = False
+    approved_by: str | None = None  # a chat approval, later
+
+
+@dataclass
+class RunContext:
+    settings: Any  # aep_ops.config.Settings (kept loose: the engine imports no domain code)
+    runbook_id: str
+    params: dict[str, Any]
+    options: RunOptions
+    run_id: str | None = None
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    out: IO[str] = field(default_factory=lambda: sys.stderr)
+
+    @property
+    def env_name(self) -> str:
+        return self.settings.env_name
+
+    @property
+    def env(self) -> dict[str, Any]:
+        return self.settings.env
+
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.state_dir
+
+    @property
+    def dry_run(self) -> bool:
+        return self.options.dry_run
+
+    def output(self, step_id: str, key: str) -> Any:
+        """An earlier step's output; raises OutputUnavailable when it has not run (yet)."""
+        try:
+            return self.outputs[step_id][key]
+        except KeyError:
+            raise OutputUnavailable(step_id, key) from None
+
+    def secret(self, ref: Any) -> str:
+        return self.settings.secret(ref)
+
+    def progress(self, message: str) -> None:
+        """A line of progress for long work (stderr; the log gets the structured event)."""
+        from aep_ops.log import get_logger
+        from aep_ops.redact import redact
+
+        print(f"      {redact(message)}", file=self.out, flush=True)
+        get_logger("aep_ops.engine").info("step.progress", message=message)

@@ -1,0 +1,266 @@
+"""The run journal: every run and every step state change, recorded as it happens.
+
+SQLite under the state directory by default; PostgreSQL when ``journal.dsn`` is set, so
+several ops hosts share history and locks. Both speak the same SQL (``?`` placeholders are
+translated for psycopg). Everything written passes through ``redact`` first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from aep_ops.redact import redact, redact_obj
+
+# Run states
+RUN_RUNNING = "running"
+RUN_SUCCEEDED = "succeeded"
+RUN_FAILED = "failed"
+RUN_VERIFICATION_FAILED = "verification_failed"
+RUN_INTERRUPTED = "interrupted"
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS runs (
+        id TEXT PRIMARY KEY, runbook TEXT NOT NULL, env TEXT NOT NULL, params TEXT NOT NULL,
+        status TEXT NOT NULL, actor TEXT, host TEXT, pid INTEGER, attempts INTEGER NOT NULL,
+        started_at TEXT NOT NULL, finished_at TEXT, error TEXT)""",
+    "CREATE INDEX IF NOT EXISTS runs_by_runbook ON runs (runbook, env, started_at)",
+    """CREATE TABLE IF NOT EXISTS steps (
+        run_id TEXT NOT NULL, idx INTEGER NOT NULL, step_id TEXT NOT NULL, title TEXT,
+        status TEXT NOT NULL, started_at TEXT, finished_at TEXT, plan TEXT, outputs TEXT,
+        error TEXT, PRIMARY KEY (run_id, idx))""",
+    """CREATE TABLE IF NOT EXISTS step_events (
+        run_id TEXT NOT NULL, idx INTEGER NOT NULL, step_id TEXT NOT NULL, status TEXT NOT NULL,
+        at TEXT NOT NULL, note TEXT)""",
+)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def new_run_id() -> str:
+    """Sortable and readable: 20261126T094100Z-3fa2c1."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    runbook: str
+    env: str
+    params: dict[str, Any]
+    status: str
+    actor: str | None
+    host: str | None
+    pid: int | None
+    attempts: int
+    started_at: str
+    finished_at: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    run_id: str
+    idx: int
+    step_id: str
+    title: str | None
+    status: str
+    started_at: str | None
+    finished_at: str | None
+    plan: str | None
+    outputs: dict[str, Any]
+    error: str | None
+
+
+class Journal:
+    """Runs and step records. Thread-safe; one connection per journal object."""
+
+    def __init__(self, db: "_Db") -> None:
+        self._db = db
+        for statement in SCHEMA:
+            self._db.execute(statement)
+
+    @classmethod
+    def open(cls, settings: Any) -> "Journal":
+        dsn_ref = settings.get("journal.dsn")
+        if dsn_ref is not None:
+            return cls(_PostgresDb(settings.secret(dsn_ref)))
+        return cls(_SqliteDb(settings.state_dir / "journal.sqlite3"))
+
+    @property
+    def kind(self) -> str:
+        return self._db.kind
+
+    def lock_backend(self) -> Any:
+        return self._db
+
+    # --- runs ---
+
+    def start_run(self, runbook: str, env: str, params: dict[str, Any], *, actor: str, host: str,
+                  run_id: str | None = None) -> str:
+        run_id = run_id or new_run_id()
+        self._db.execute(
+            "INSERT INTO runs (id, runbook, env, params, status, actor, host, pid, attempts, started_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+            (run_id, runbook, env, _dump(params), RUN_RUNNING, actor, host, os.getpid(), now_iso()))
+        return run_id
+
+    def reopen_run(self, run_id: str, *, actor: str, host: str) -> None:
+        self._db.execute(
+            "UPDATE runs SET status = ?, attempts = attempts + 1, pid = ?, actor = ?, host = ?,"
+            " finished_at = NULL, error = NULL WHERE id = ?",
+            (RUN_RUNNING, os.getpid(), actor, host, run_id))
+
+    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        self._db.execute("UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
+                         (status, now_iso(), _clean(error), run_id))
+
+    def mark_interrupted(self, run_id: str, note: str) -> None:
+        """A run whose process died: its running step is marked failed, the run interrupted."""
+        self._db.execute("UPDATE steps SET status = 'failed', error = ?, finished_at = ?"
+                         " WHERE run_id = ? AND status = 'running'", (note, now_iso(), run_id))
+        self._db.execute("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ? AND status = ?",
+                         (RUN_INTERRUPTED, note, now_iso(), run_id, RUN_RUNNING))
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        rows = self._db.query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return _run(rows[0]) if rows else None
+
+    def list_runs(self, runbook: str | None = None, env: str | None = None, limit: int = 50) -> list[RunRecord]:
+        sql, args = "SELECT * FROM runs WHERE 1 = 1", []
+        if runbook:
+            sql += " AND runbook = ?"
+            args.append(runbook)
+        if env:
+            sql += " AND env = ?"
+            args.append(env)
+        sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
+        args.append(limit)
+        return [_run(r) for r in self._db.query(sql, tuple(args))]
+
+    # --- steps ---
+
+    def set_step(self, run_id: str, idx: int, step_id: str, status: str, *, title: str | None = None,
+                 plan: str | None = None, outputs: dict | None = None, error: str | None = None,
+                 note: str | None = None) -> None:
+        at = now_iso()
+        existing = self._db.query("SELECT status FROM steps WHERE run_id = ? AND idx = ?", (run_id, idx))
+        finished = at if status not in ("pending", "running") else None
+        if existing:
+            self._db.execute(
+                "UPDATE steps SET status = ?, title = COALESCE(?, title), plan = COALESCE(?, plan),"
+                " outputs = COALESCE(?, outputs), error = ?, finished_at = ?,"
+                " started_at = CASE WHEN ? = 'running' THEN ? ELSE started_at END"
+                " WHERE run_id = ? AND idx = ?",
+                (status, title, _clean(plan), _dump(outputs) if outputs is not None else None,
+                 _clean(error), finished, status, at, run_id, idx))
+        else:
+            self._db.execute(
+                "INSERT INTO steps (run_id, idx, step_id, title, status, started_at, finished_at, plan, outputs, error)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, idx, step_id, title, status, at if status == "running" else None, finished,
+                 _clean(plan), _dump(outputs or {}), _clean(error)))
+        self._db.execute("INSERT INTO step_events (run_id, idx, step_id, status, at, note) VALUES (?, ?, ?, ?, ?, ?)",
+                         (run_id, idx, step_id, status, at, _clean(note or error)))
+
+    def steps(self, run_id: str) -> list[StepRecord]:
+        rows = self._db.query("SELECT * FROM steps WHERE run_id = ? ORDER BY idx", (run_id,))
+        return [StepRecord(run_id=r["run_id"], idx=r["idx"], step_id=r["step_id"], title=r["title"],
+                           status=r["status"], started_at=r["started_at"], finished_at=r["finished_at"],
+                           plan=r["plan"], outputs=json.loads(r["outputs"] or "{}"), error=r["error"])
+                for r in rows]
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        return self._db.query("SELECT * FROM step_events WHERE run_id = ? ORDER BY at", (run_id,))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _dump(obj: Any) -> str:
+    return json.dumps(redact_obj(obj), default=str, sort_keys=True)
+
+
+def _clean(text: str | None) -> str | None:
+    return None if text is None else redact(str(text))
+
+
+def _run(row: dict[str, Any]) -> RunRecord:
+    return RunRecord(id=row["id"], runbook=row["runbook"], env=row["env"], params=json.loads(row["params"]),
+                     status=row["status"], actor=row["actor"], host=row["host"], pid=row["pid"],
+                     attempts=row["attempts"], started_at=row["started_at"], finished_at=row["finished_at"],
+                     error=row["error"])
+
+
+class _Db:
+    kind = "abstract"
+
+    def execute(self, sql: str, args: tuple = ()) -> None: ...
+    def query(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]: ...
+    def close(self) -> None: ...
+
+
+class _SqliteDb(_Db):
+    kind = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+
+    def execute(self, sql: str, args: tuple = ()) -> None:
+        with self._lock:
+            self._conn.execute(sql, args)
+
+    def query(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._conn.execute(sql, args).fetchall()]
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class _PostgresDb(_Db):
+    """The shared journal. Tables live in schema ``aep_ops``; autocommit, one statement each."""
+
+    kind = "postgres"
+
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        from aep_ops.errors import ConfigError
+
+        self.dsn = dsn
+        self._lock = threading.Lock()
+        try:
+            self._conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row, connect_timeout=5)
+        except psycopg.Error as exc:
+            raise ConfigError(f"journal.dsn: cannot connect to the PostgreSQL journal ({redact(str(exc)).strip()})") from None
+        self._conn.execute("CREATE SCHEMA IF NOT EXISTS aep_ops")
+        self._conn.execute("SET search_path TO aep_ops")
+
+    def execute(self, sql: str, args: tuple = ()) -> None:
+        with self._lock:
+            self._conn.execute(sql.replace("?", "%s"), args)
+
+    def query(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._conn.execute(sql.replace("?", "%s"), args).fetchall())
+
+    def close(self) -> None:
+        self._conn.close()
+

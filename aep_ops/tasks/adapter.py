@@ -1,0 +1,99 @@
+"""Build an invoke task from a registered runbook.
+
+Every runbook task gets the same front-door flags (--env, --dry-run, --resume, --yes,
+--set, --json) plus the runbook function's own keyword-only parameters, so adding a
+runbook never means writing CLI code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from dataclasses import asdict
+from typing import Any, Callable
+
+from aep_ops.engine.runbook import Runbook
+from aep_ops.tasks.frontdoor import RUN_STATUS_EXIT, front_door, load_settings, print_json
+
+COMMON_HELP = {
+    "env": "environment to act on (local, dev, staging, prod; default: local)",
+    "dry_run": "run every check and no change; print the plan",
+    "resume": "continue the run RUN_ID where it stopped (finished steps are not redone)",
+    "yes": "approve steps that change production",
+    "set": "override a configuration value, KEY=VALUE (repeatable)",
+    "json": "print the result as JSON on stdout",
+}
+COMMON = ("env", "dry_run", "resume", "yes", "set", "json")
+
+
+def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = None) -> Any:
+    """An invoke Task that runs ``rb`` through the engine and exits with the mapped code."""
+    from invoke import Task
+    from invoke.exceptions import Exit
+
+    params = rb.params
+    clash = [p.name for p in params if p.name in COMMON]
+    if clash:
+        raise ValueError(f"runbook {rb.id}: parameters {clash} clash with the common flags")
+
+    def body(c: Any, **kwargs: Any) -> None:
+        with front_door():
+            settings = load_settings(kwargs.pop("env"), kwargs.pop("set") or [])
+            as_json = kwargs.pop("json")
+            result = rb(settings, params=_typed(rb, kwargs),
+                        dry_run=kwargs["dry_run"], resume=kwargs["resume"], yes=kwargs["yes"])
+            if as_json:
+                print_json(asdict(result))
+            else:
+                (render or render_result)(result, settings)
+            code = RUN_STATUS_EXIT.get(result.status, 1)
+            if code:
+                raise Exit(f"{rb.id}: {result.status}" + (f": {result.error}" if result.error else "")
+                           + (f" (resume with --resume {result.run_id})" if result.status in ("failed", "interrupted")
+                              else ""), code=code)
+
+    signature = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    signature += [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default) for p in params]
+    signature += [
+        inspect.Parameter("env", inspect.Parameter.KEYWORD_ONLY, default=None),
+        inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, default=False),
+        inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=None),
+        inspect.Parameter("yes", inspect.Parameter.KEYWORD_ONLY, default=False),
+        inspect.Parameter("set", inspect.Parameter.KEYWORD_ONLY, default=None),
+        inspect.Parameter("json", inspect.Parameter.KEYWORD_ONLY, default=False),
+    ]
+    body.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
+    body.__doc__ = f"{rb.summary}. Runbook: runbooks/{rb.id}.md"
+    body.__name__ = rb.id.split(".")[-1]
+    return Task(body, name=rb.id.split(".")[-1], help={**COMMON_HELP, **rb.help}, iterable=["set"],
+                auto_shortflags=False)
+
+
+def _typed(rb: Runbook, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Runbook parameters only, converted to the type of their default (invoke passes strings)."""
+    from aep_ops.errors import UsageError
+
+    out = {}
+    for p in rb.params:
+        value = kwargs.get(p.name, p.default)
+        if value is not None and p.kind in (int, float) and not isinstance(value, p.kind):
+            try:
+                value = p.kind(value)
+            except ValueError:
+                raise UsageError(f"--{p.name.replace('_', '-')} {value!r}: expected a number") from None
+        out[p.name] = value
+    return out
+
+
+def render_result(result: Any, settings: Any) -> None:
+    """Plain text on stdout: the plan of a dry run, or each step's outcome."""
+    out = sys.stdout
+    title = "plan" if result.status == "planned" else f"run {result.run_id}"
+    print(f"{result.runbook} on {result.env}: {title}", file=out)
+    for step in result.steps:
+        status = step.summary if result.status == "planned" else step.status
+        detail = "" if result.status == "planned" else (step.error or step.summary or "")
+        line = f"  {step.number}. {step.title} [{step.step_id}]: {status}"
+        print(line + (f" - {detail}" if detail else ""), file=out)
+    if result.status != "planned":
+        print(f"result: {result.status}", file=out)

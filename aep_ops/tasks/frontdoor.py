@@ -1,0 +1,91 @@
+"""What every CLI task shares: load settings, configure logs, map errors to exit codes.
+
+Exit codes (documented in the README) are decided here and nowhere else:
+0 success or nothing to do, 1 a step failed, 2 bad input or configuration,
+3 locked by another run, 4 approval required, 5 finished but verification failed.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+from aep_ops.errors import (AepError, ApprovalRequired, ConfigError, LockedError, SecretError, ToolMissing,
+                            UsageError, VerificationFailed)
+from aep_ops.redact import redact
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_LOCKED = 3
+EXIT_APPROVAL = 4
+EXIT_VERIFICATION = 5
+
+RUN_STATUS_EXIT = {
+    "planned": EXIT_OK,
+    "succeeded": EXIT_OK,
+    "failed": EXIT_FAILED,
+    "interrupted": EXIT_FAILED,
+    "verification_failed": EXIT_VERIFICATION,
+}
+
+
+def exit_code_for(exc: BaseException) -> int:
+    if isinstance(exc, (UsageError, ConfigError)):
+        return EXIT_USAGE
+    if isinstance(exc, LockedError):
+        return EXIT_LOCKED
+    if isinstance(exc, ApprovalRequired):
+        return EXIT_APPROVAL
+    if isinstance(exc, VerificationFailed):
+        return EXIT_VERIFICATION
+    if isinstance(exc, (ToolMissing, SecretError)):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+@contextmanager
+def front_door() -> Iterator[None]:
+    """Turn errors into one line on stderr and an exit code; never a traceback for the user's mistakes."""
+    from invoke.exceptions import Exit
+
+    try:
+        yield
+    except Exit:
+        raise
+    except AepError as exc:
+        raise Exit(f"error: {redact(str(exc))}", code=exit_code_for(exc)) from None
+    except KeyboardInterrupt:
+        raise Exit("interrupted", code=EXIT_FAILED) from None
+    except BaseException as exc:
+        from aep_ops.engine.runner import Interrupted
+
+        if isinstance(exc, Interrupted):
+            raise Exit(f"error: {exc}", code=EXIT_FAILED) from None
+        raise
+    except Exception as exc:  # a bug: the details go to the log file, one line to the user
+        from aep_ops.log import get_logger
+
+        get_logger("aep_ops.cli").exception("internal_error")
+        raise Exit(f"internal error: {type(exc).__name__}: {redact(str(exc))}"
+                   " (details in the log file under STATE_DIR/logs/aep-ops.jsonl)", code=EXIT_FAILED) from None
+
+
+def load_settings(env: str | None, overrides: list[str] | None = None):  # -> aep_ops.config.Settings
+    """Settings for this invocation, with logging configured for its state directory."""
+    from aep_ops import config, log
+
+    settings = config.load(env, overrides or [])
+    try:
+        log.configure(settings.state_dir, level=settings.get("log.level", "info"))
+    except OSError as exc:
+        raise ConfigError(f"state_dir {settings.state_dir}: cannot write logs there ({exc.strerror});"
+                          " set state_dir or AEP_OPS_STATE_DIR to a writable directory") from None
+    return settings
+
+
+def print_json(data: object) -> None:
+    import json
+
+    print(redact(json.dumps(data, indent=2, default=str, sort_keys=True)), file=sys.stdout)

@@ -1,0 +1,55 @@
+"""``runs.list`` and ``runs.show``: the journal, for people."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from invoke import task
+from invoke.exceptions import Exit
+
+from aep_ops.tasks.frontdoor import EXIT_USAGE, front_door, load_settings, print_json
+
+
+def _journal(env):
+    from aep_ops.engine.journal import Journal
+
+    settings = load_settings(env)
+    return Journal.open(settings)
+
+
+@task(name="list", help={"runbook": "only this runbook", "env": "only this environment",
+                         "limit": "at most this many (newest first)", "json": "print JSON"})
+def list_(c, runbook=None, env=None, limit=20, json=False):
+    """List recent runs, newest first."""
+    with front_door():
+        journal = _journal(env)
+        runs = journal.list_runs(runbook=runbook, env=env, limit=int(limit))
+        if json:
+            print_json([asdict(r) for r in runs])
+            return
+        if not runs:
+            print("no runs recorded")
+            return
+        for r in runs:
+            print(f"{r.id}  {r.runbook:<16} {r.env:<8} {r.status:<20} {r.started_at}  {r.actor or ''}")
+
+
+@task(help={"run_id": "the run to show", "json": "print JSON"})
+def show(c, run_id, json=False):
+    """Show one run: parameters, each step's state, outputs and errors."""
+    with front_door():
+        journal = _journal(None)
+        run = journal.get_run(run_id)
+        if run is None:
+            raise Exit(f"error: no run {run_id} in the journal (see `inv runs.list`)", code=EXIT_USAGE)
+        steps = journal.steps(run_id)
+        if json:
+            print_json({"run": asdict(run), "steps": [asdict(s) for s in steps], "events": journal.events(run_id)})
+            return
+        print(f"run {run.id}: {run.runbook} on {run.env}, {run.status} (attempts: {run.attempts})")
+        print(f"  by {run.actor} on {run.host}, started {run.started_at}, finished {run.finished_at or '-'}")
+        print(f"  params: {run.params}")
+        if run.error:
+            print(f"  error: {run.error}")
+        for s in steps:
+            print(f"  {s.idx}. {s.step_id:<24} {s.status:<10} {s.plan or ''}" + (f"  error: {s.error}" if s.error else ""))

@@ -1,0 +1,57 @@
+"""Every test runs with its own state directory and only the configuration it writes itself."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """No /etc or ~/.config layer, no stray AEP_OPS_* variable, a fresh state dir and redaction registry."""
+    for name in list(os.environ):
+        if name.startswith("AEP_OPS_"):
+            monkeypatch.delenv(name)
+    state = tmp_path / "state"
+    monkeypatch.setenv("AEP_OPS_STATE_DIR", str(state))
+    monkeypatch.setenv("AEP_OPS_NO_SYSTEM_CONFIG", "1")
+    from aep_ops import log, redact
+
+    redact.forget_all()
+    log.configure(state, level="debug", tty=False)
+    yield state
+    redact.forget_all()
+
+
+@pytest.fixture
+def state_dir(isolated):
+    return isolated
+
+
+@pytest.fixture
+def cli(isolated):
+    """Run the CLI as a user does: a separate process, the real console scripts."""
+
+    def run(*args: str, tool: str = "inv", env: dict | None = None, timeout: float = 120,
+            check_rc: int | None = None) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        proc = subprocess.run([str(BIN / tool), *args], cwd=REPO, env=full_env, capture_output=True,
+                              text=True, timeout=timeout)
+        if check_rc is not None:
+            assert proc.returncode == check_rc, (proc.returncode, proc.stdout, proc.stderr)
+        return proc
+
+    return run
+
+
+def write_config(path: Path, text: str, monkeypatch) -> Path:
+    path.write_text(text)
+    monkeypatch.setenv("AEP_OPS_CONFIG", str(path))
+    return path

@@ -1,0 +1,97 @@
+"""The CLI as a user runs it: namespace, help, exit codes, one-line errors, config.show, runs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+
+def task_names(listing: str) -> list[str]:
+    return sorted(m.group(1) for m in re.finditer(r"^  (\S+)", listing, re.M))
+
+
+def test_aep_ops_exposes_the_same_namespace_as_inv(cli, tmp_path):
+    inv = cli("--list", check_rc=0)
+    console = cli("--list", tool="aep-ops", check_rc=0)
+    assert task_names(inv.stdout) == task_names(console.stdout)
+    assert {"doctor", "demo.greet", "config.show", "runbooks.check", "runs.list", "runs.show"} <= set(
+        task_names(inv.stdout))
+    help_ = cli("--help", tool="aep-ops", check_rc=0)
+    assert "aep-ops" in help_.stdout
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["demo.greet", "--env", "qa"], 2, "error: unknown environment 'qa'"),
+    (["demo.greet", "--name", " "], 2, "error: --name must be a non-empty single line"),
+    (["demo.greet", "--set", "log.levl=debug"], 2, "error: --set log.levl: unknown key 'log.levl'"),
+    (["demo.greet", "--resume", "20200101T000000Z-000000"], 2, "no such run in the journal"),
+    (["demo.greet", "--no-such-flag"], 2, "No idea what '--no-such-flag' is"),
+])
+def test_bad_input_is_one_line_and_exit_2(cli, state_dir, args, code, message):
+    proc = cli(*args, tool="aep-ops")
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not (state_dir / "demo").exists(), "nothing is changed on bad input"
+
+
+def test_invalid_config_file_exits_2_naming_key_and_file(cli, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("environments:\n  prod:\n    ssh: {connect_timeout: soon}\n")
+    proc = cli("config.show", env={"AEP_OPS_CONFIG": str(bad)})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"error: {bad}: 'environments.prod.ssh.connect_timeout' must be an integer,"
+                                   " got a string 'soon'")
+
+
+def test_config_show_masks_secrets_and_names_sources(cli, tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("environments:\n  prod:\n    database: {host: db.internal, password: 'env:AEP_DB_PW'}\n")
+    env = {"AEP_OPS_CONFIG": str(conf), "AEP_DB_PW": "canary-0f3a9d1e"}
+    text = cli("config.show", "--env", "prod", env=env, check_rc=0).stdout
+    assert "password: <secret env:AEP_DB_PW>" in text
+    assert f"host: db.internal    # {conf}" in text
+    data = json.loads(cli("config.show", "--env", "prod", "--json", env=env, check_rc=0).stdout)
+    assert data["config"]["environment"]["database"]["password"] == "<secret env:AEP_DB_PW>"
+    assert "canary-0f3a9d1e" not in text + json.dumps(data)
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(cli, state_dir):
+    proc = cli("demo.greet", "--name", "Ada", "--dry-run", check_rc=0)
+    assert "1. Ensure the demo directory exists [ensure_demo_dir]: would change: create" in proc.stdout
+    assert "3. Record the greeting's checksum [ensure_checksum]: unknown until an earlier step runs" in proc.stdout
+    assert not (state_dir / "demo").exists()
+
+
+def test_runs_are_listed_and_shown(cli):
+    first = cli("demo.greet", "--name", "Ada", "--json", check_rc=0)
+    run_id = json.loads(first.stdout)["run_id"]
+    cli("demo.greet", "--name", "Ada", check_rc=0)
+    listing = cli("runs.list", "--runbook", "demo.greet", check_rc=0).stdout.splitlines()
+    assert len(listing) == 2 and listing[1].startswith(run_id)
+    shown = json.loads(cli("runs.show", run_id, "--json", check_rc=0).stdout)
+    assert shown["run"]["status"] == "succeeded"
+    assert [s["status"] for s in shown["steps"]] == ["changed"] * 3
+    assert cli("runs.show", "nope").returncode == 2
+
+
+def test_runbooks_list_show_check(cli):
+    assert "demo.greet" in cli("runbooks.list", check_rc=0).stdout
+    assert "## 2. Write the greeting `ensure_greeting`" in cli("runbooks.show", "demo.greet", check_rc=0).stdout
+    assert "code and Markdown agree" in cli("runbooks.check", check_rc=0).stdout
+    assert cli("runbooks.show", "no.such").returncode == 2
+
+
+def test_doctor_prints_a_table_and_a_fix_per_problem(cli, tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("environments:\n  dev:\n    endpoints: {api: 'http://127.0.0.1:9'}\n"
+                    "    database: {password: 'env:AEP_UNSET_PW'}\n")
+    proc = cli("doctor", "--env", "dev", env={"AEP_OPS_CONFIG": str(conf)})
+    assert proc.returncode == 5, proc.stderr
+    assert re.search(r"ok\s+pgbackrest\s+2\.\d+", proc.stdout)
+    assert re.search(r"FAIL api\s+127\.0\.0\.1:9", proc.stdout)
+    assert "environment variable AEP_UNSET_PW is not set" in proc.stdout
+    assert proc.stdout.count("fix:") == 2
+    assert cli("doctor", check_rc=0).stdout.strip().endswith("all checks passed")

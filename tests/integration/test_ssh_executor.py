@@ -1,0 +1,159 @@
+"""SshExecutor and run_on_all against real sshd processes (aep_ops.testing.sshd)."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import time
+
+import pytest
+
+from aep_ops.errors import CommandTimeout, ExecutionError, HostKeyError, HostUnreachable
+from aep_ops.executors.fleet import run_on_all
+from aep_ops.executors.ssh import remote_command
+from aep_ops.testing.sshd import generate_key, known_hosts_line, public_key_fingerprint
+
+
+def test_runs_a_command_and_reports_what_happened(ssh_host):
+    with ssh_host.executor() as ex:
+        result = ex.run(["sh", "-c", 'echo "$(id -un) $SSH_CONNECTION"'])
+
+    assert result.ok and result.exit_status == 0
+    user, _client_ip, _client_port, server_ip, server_port = result.stdout.split()
+    assert (user, server_ip, int(server_port)) == (getpass.getuser(), ssh_host.address, ssh_host.port)
+    assert result.target == ex.target == f"{getpass.getuser()}@{ssh_host.address}:{ssh_host.port}"
+    assert 0 < result.duration < 5
+
+
+def test_nonzero_exit_is_a_result_not_an_exception(ssh_host):
+    with ssh_host.executor() as ex:
+        result = ex.run(["sh", "-c", "echo partial; echo 'disk full' >&2; exit 3"])
+
+    assert not result.ok
+    assert (result.exit_status, result.stdout, result.stderr) == (3, "partial\n", "disk full\n")
+    assert result.describe().endswith("exited 3: disk full")
+
+
+def test_arguments_arrive_literally_through_the_remote_shell(ssh_host, tmp_path):
+    marker = tmp_path / "executed"
+    nasty = f"a  b $(touch {marker}); rm -rf {marker}.d `touch {marker}` | cat & > {marker} 'q' \"dq\" \\ * ~ \n;"
+
+    with ssh_host.executor() as ex:
+        result = ex.run(["printf", "%s", nasty])
+
+    assert result.stdout == nasty
+    assert not marker.exists(), "a shell metacharacter in an argument was executed remotely"
+
+
+def test_input_and_env_reach_the_command(ssh_host):
+    with ssh_host.executor() as ex:
+        piped = ex.run(["cat"], input="line one\nline two\n")
+        env = ex.run(["sh", "-c", 'printf %s "$GREETING"'], env={"GREETING": "hi; $(there)"})
+
+    assert piped.stdout == "line one\nline two\n"
+    assert env.stdout == "hi; $(there)"
+
+
+def test_remote_command_quotes_and_runs_as_user_via_sudo():
+    assert remote_command(["pg_ctl", "status", "-D", "/var/lib/pg data"], env={"PGPORT": "5433"}, user="postgres") == (
+        "sudo -n -u postgres -- env PGPORT=5433 pg_ctl status -D '/var/lib/pg data'"
+    )
+    with pytest.raises(ExecutionError, match="invalid environment variable"):
+        remote_command(["true"], env={"A=B; rm": "x"})
+
+
+def test_user_equal_to_the_login_user_needs_no_sudo(ssh_host):
+    with ssh_host.executor() as ex:
+        assert ex.run(["id", "-un"], user=ssh_host.user).stdout.strip() == ssh_host.user
+
+
+def test_unknown_host_key_is_refused(ssh_host, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+
+    with pytest.raises(HostKeyError) as caught, ssh_host.executor(known_hosts=empty) as ex:
+        ex.run(["touch", str(tmp_path / "should-not-exist")])
+
+    message = str(caught.value)
+    assert f"{ssh_host.address}:{ssh_host.port}" in message
+    assert ssh_host.host_key_fingerprint in message
+    assert f"ssh-keyscan -p {ssh_host.port} -t ed25519 {ssh_host.address} >> {empty}" in message
+    assert "out of band" in message
+    assert not (tmp_path / "should-not-exist").exists()
+
+
+def test_changed_host_key_is_refused_as_possible_mitm(ssh_host, tmp_path):
+    impostor = generate_key(tmp_path / "other_host_key")
+    known = tmp_path / "known_hosts"
+    known.write_text(known_hosts_line(ssh_host.address, ssh_host.port, impostor) + "\n")
+
+    with pytest.raises(HostKeyError) as caught, ssh_host.executor(known_hosts=known) as ex:
+        ex.run(["true"])
+
+    message = str(caught.value)
+    assert "CHANGED" in message and "man-in-the-middle" in message and "Do not proceed" in message
+    assert ssh_host.host_key_fingerprint in message
+    assert public_key_fingerprint(impostor) in message
+
+
+def test_command_deadline_raises_command_timeout_and_connection_survives(ssh_host):
+    with ssh_host.executor() as ex:
+        started = time.monotonic()
+        with pytest.raises(CommandTimeout, match=r"`sleep` did not finish within 0.5s"):
+            ex.run(["sleep", "30"], timeout=0.5)
+        assert time.monotonic() - started < 2
+
+        assert ex.run(["true"]).ok  # same executor, still usable
+
+
+def test_stopped_host_is_unreachable_and_a_restart_recovers(ssh_host):
+    with ssh_host.executor() as ex:
+        assert ex.run(["true"]).ok
+        ssh_host.stop()
+        with pytest.raises(HostUnreachable, match="refused"):
+            ex.run(["true"])
+
+        ssh_host.start()  # a "reboot": same address, port and host key
+        assert ex.run(["true"]).ok
+
+
+def test_silent_host_is_unreachable_after_the_connect_timeout(ssh_host):
+    with socket.socket() as silent:  # accepts TCP connections, never says a word
+        silent.bind((ssh_host.address, 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(HostUnreachable), ssh_host.executor(port=port, connect_timeout=0.5) as ex:
+            ex.run(["true"])
+        assert time.monotonic() - started < 2.5
+
+
+def test_fleet_reports_each_host_and_returns_at_the_deadline(ssh_host_factory):
+    hosts = [ssh_host_factory() for _ in range(5)]
+    ok1, stopped, hung, failing, ok2 = hosts
+    stopped.stop()
+    script = (
+        f'case "$SSH_CONNECTION" in *" {hung.address} "*) sleep 30;; *" {failing.address} "*) exit 4;; esac;'
+        " echo up"
+    )
+    with socket.socket() as silent:  # a sixth "host" that never finishes its SSH handshake
+        silent.bind((ok1.address, 0))
+        silent.listen()
+        executors = [h.executor() for h in hosts] + [ok1.executor(port=silent.getsockname()[1], connect_timeout=10)]
+
+        started = time.monotonic()
+        result = run_on_all(executors, ["sh", "-c", script], parallel=2, timeout=2)
+        elapsed = time.monotonic() - started
+
+    for ex in executors:
+        ex.close()
+    assert elapsed < 3, f"the fleet run took {elapsed:.1f}s with a 2s deadline"
+    assert [o.target for o in result.outcomes] == [ex.target for ex in executors]
+    outcome = dict(zip([*hosts, "silent"], result.outcomes))
+    assert outcome[ok1].status == outcome[ok2].status == "ok"
+    assert outcome[ok1].result.stdout == "up\n"
+    assert outcome[failing].status == "failed" and outcome[failing].result.exit_status == 4
+    assert outcome[stopped].status == "unreachable" and "refused" in outcome[stopped].error
+    for late in (hung, "silent"):
+        assert outcome[late].status == "unreachable" and "no answer within 2s" in outcome[late].error
+    assert not result.ok

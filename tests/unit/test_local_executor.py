@@ -1,0 +1,66 @@
+"""LocalExecutor: argv without a shell, deadlines, missing tools, running as another user."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from aep_ops.errors import CommandTimeout, ExecutionError, ToolMissing
+from aep_ops.executors import local
+from aep_ops.executors.local import LocalExecutor, as_user
+
+
+def test_shell_metacharacters_in_arguments_are_literal(tmp_path):
+    marker = tmp_path / "executed"
+    nasty = f"$(touch {marker}); rm -rf {marker} `touch {marker}` | & > {marker}.out *"
+
+    result = LocalExecutor().run(["printf", "%s", nasty])
+
+    assert result.ok and result.stdout == nasty
+    assert not marker.exists() and not (tmp_path / "executed.out").exists()
+
+
+def test_nonzero_exit_is_a_result():
+    result = LocalExecutor().run(["sh", "-c", "echo no >&2; exit 2"])
+
+    assert (result.ok, result.exit_status, result.stderr, result.target) == (False, 2, "no\n", "localhost")
+
+
+def test_deadline_raises_command_timeout():
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout, match="within 0.2s"):
+        LocalExecutor().run(["sleep", "5"], timeout=0.2)
+    assert time.monotonic() - started < 2
+
+
+def test_missing_tool_raises_tool_missing():
+    with pytest.raises(ToolMissing, match="aep-no-such-tool"):
+        LocalExecutor().run(["aep-no-such-tool", "--version"])
+
+
+def test_as_user_uses_runuser_when_root(monkeypatch):
+    monkeypatch.setattr(local.getpass, "getuser", lambda: "root")
+    monkeypatch.setattr(local.os, "geteuid", lambda: 0)
+
+    assert as_user(["pg_ctl", "status"], "postgres") == ["runuser", "-u", "postgres", "--", "pg_ctl", "status"]
+    assert as_user(["id"], "root") == ["id"]
+    assert as_user(["id"], None) == ["id"]
+
+
+def test_as_user_refuses_without_root(monkeypatch):
+    monkeypatch.setattr(local.getpass, "getuser", lambda: "alice")
+    monkeypatch.setattr(local.os, "geteuid", lambda: 1000)
+
+    with pytest.raises(ExecutionError, match="not running as root"):
+        as_user(["pg_ctl"], "postgres")
+
+
+def test_runs_as_another_user_for_real():
+    """Root on CI: the command really runs as nobody; elsewhere it must refuse, not pretend."""
+    if os.geteuid() == 0:
+        assert LocalExecutor().run(["id", "-un"], user="nobody").stdout.strip() == "nobody"
+    else:
+        with pytest.raises(ExecutionError):
+            LocalExecutor().run(["id", "-un"], user="nobody")
