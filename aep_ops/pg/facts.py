@@ -1,0 +1,194 @@
+"""Read-only probes of a running PostgreSQL server (facts, in pyinfra's sense).
+
+Each function takes an open connection, runs one cheap query and returns plain data.
+Two exceptions, named as such: ``amcheck_all`` may create the amcheck extension (run it
+on restored copies, which is what it is for) and ``switch_wal`` closes a WAL segment.
+Identifiers are composed with ``psycopg.sql``; values are always bound parameters.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from aep_ops.errors import CommandTimeout
+from aep_ops.pg.connect import wrap_errors
+
+if TYPE_CHECKING:
+    import psycopg
+
+_SEGMENT_RE = re.compile(r"^[0-9A-F]{24}")
+
+
+@dataclass(frozen=True)
+class ArchiverStatus:
+    """``pg_stat_archiver``: is WAL reaching the archive, and how fresh is it?"""
+
+    archived_count: int
+    last_archived_wal: str | None
+    last_archived_time: datetime | None
+    failed_count: int
+    last_failed_wal: str | None
+    last_failed_time: datetime | None
+    stats_reset: datetime | None
+
+    @property
+    def failing(self) -> bool:
+        """True when the latest archive attempt failed (a failure newer than the last success)."""
+        if self.last_failed_time is None:
+            return False
+        return self.last_archived_time is None or self.last_failed_time > self.last_archived_time
+
+
+@dataclass(frozen=True)
+class IndexRef:
+    schema: str
+    table: str
+    name: str
+    oid: int
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class AmcheckFailure:
+    index: IndexRef
+    error: str
+
+
+def archiver_status(conn: psycopg.Connection) -> ArchiverStatus:
+    with wrap_errors("reading pg_stat_archiver", conn):
+        row = conn.execute(
+            "select archived_count, last_archived_wal, last_archived_time,"
+            " failed_count, last_failed_wal, last_failed_time, stats_reset from pg_stat_archiver"
+        ).fetchone()
+    return ArchiverStatus(*row)
+
+
+def is_in_recovery(conn: psycopg.Connection) -> bool:
+    with wrap_errors("checking pg_is_in_recovery()", conn):
+        return bool(conn.execute("select pg_is_in_recovery()").fetchone()[0])
+
+
+def timeline(conn: psycopg.Connection) -> int:
+    """The timeline the server is on now.
+
+    In recovery this is ``pg_control_checkpoint().timeline_id``. After a promotion the
+    control file only moves to the new timeline at the next checkpoint, which PG 15
+    requests lazily, so on a primary the timeline of the current WAL file is used.
+    """
+    with wrap_errors("reading the timeline", conn):
+        row = conn.execute(
+            "select case when pg_is_in_recovery() then (pg_control_checkpoint()).timeline_id"
+            " else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end"
+        ).fetchone()
+    return int(row[0])
+
+
+def checkpoint_timeline(conn: psycopg.Connection) -> int:
+    """``pg_control_checkpoint().timeline_id``: the timeline of the latest checkpoint."""
+    with wrap_errors("reading pg_control_checkpoint()", conn):
+        return int(conn.execute("select timeline_id from pg_control_checkpoint()").fetchone()[0])
+
+
+def last_replayed_commit(conn: psycopg.Connection) -> datetime | None:
+    """Commit time of the last transaction replayed by recovery (still set after promotion)."""
+    with wrap_errors("reading pg_last_xact_replay_timestamp()", conn):
+        return conn.execute("select pg_last_xact_replay_timestamp()").fetchone()[0]
+
+
+def setting(conn: psycopg.Connection, name: str) -> str:
+    """Current value of one server setting (``current_setting``), e.g. to prove archiving is off."""
+    with wrap_errors(f"reading setting {name}", conn):
+        return conn.execute("select current_setting(%s)", (name,)).fetchone()[0]
+
+
+def btree_indexes(conn: psycopg.Connection, *, schemas: list[str] | None = None) -> list[IndexRef]:
+    """Valid, ready B-tree indexes on permanent relations (what amcheck can check)."""
+    query = (
+        "select n.nspname, t.relname, c.relname, c.oid::int8 from pg_index i"
+        " join pg_class c on c.oid = i.indexrelid"
+        " join pg_class t on t.oid = i.indrelid"
+        " join pg_namespace n on n.oid = c.relnamespace"
+        " join pg_am a on a.oid = c.relam"
+        " where a.amname = 'btree' and i.indisvalid and i.indisready and c.relpersistence = 'p'"
+        " and (%(schemas)s::text[] is null or n.nspname = any(%(schemas)s::text[]))"
+        " order by 1, 2, 3"
+    )
+    with wrap_errors("listing B-tree indexes", conn):
+        rows = conn.execute(query, {"schemas": schemas}).fetchall()
+    return [IndexRef(*row) for row in rows]
+
+
+def amcheck_all(
+    conn: psycopg.Connection, *, schemas: list[str] | None = None, heapallindexed: bool = False
+) -> list[AmcheckFailure]:
+    """Run ``bt_index_check`` on every B-tree index; return the ones that fail (empty = healthy).
+
+    Each index is checked in its own transaction (or savepoint) so one corrupt index does
+    not hide the state of the others.
+    """
+    import psycopg
+
+    with wrap_errors("creating extension amcheck", conn):
+        conn.execute("create extension if not exists amcheck")
+    failures: list[AmcheckFailure] = []
+    for index in btree_indexes(conn, schemas=schemas):
+        try:
+            with conn.transaction():
+                conn.execute("select bt_index_check(%s::oid::regclass, %s)", (index.oid, heapallindexed))
+        except psycopg.Error as exc:
+            failures.append(AmcheckFailure(index, (str(exc).strip().splitlines() or [type(exc).__name__])[0]))
+    return failures
+
+
+def table_row_counts(conn: psycopg.Connection, *, schema: str = "public") -> dict[str, int]:
+    """Exact ``count(*)`` of every ordinary table in ``schema`` (for small drill databases)."""
+    from psycopg import sql
+
+    with wrap_errors(f"counting rows in schema {schema}", conn):
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+                " where n.nspname = %s and c.relkind in ('r', 'p') and not c.relispartition order by 1",
+                (schema,),
+            ).fetchall()
+        ]
+        counts = {}
+        for table in tables:
+            query = sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))
+            counts[table] = int(conn.execute(query).fetchone()[0])
+    return counts
+
+
+def switch_wal(conn: psycopg.Connection) -> str:
+    """Close the current WAL segment so it gets archived; return its file name.
+
+    Not read-only, but harmless: needed before restoring to a recent target, or the
+    segment holding the target is not in the archive yet.
+    """
+    with wrap_errors("switching WAL (pg_switch_wal)", conn):
+        return conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()[0]
+
+
+def wait_archived(conn: psycopg.Connection, walfile: str, *, timeout: float = 60, poll: float = 0.2) -> ArchiverStatus:
+    """Poll ``pg_stat_archiver`` until ``walfile`` (or a later segment) is archived."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = archiver_status(conn)
+        last = status.last_archived_wal or ""
+        if _SEGMENT_RE.match(last) and last[:24] >= walfile:  # ignore .history files
+            return status
+        if time.monotonic() > deadline:
+            failing = f"; last failure {status.last_failed_wal} at {status.last_failed_time}" if status.failing else ""
+            raise CommandTimeout(
+                f"WAL {walfile} not archived within {timeout:g}s (last archived: {status.last_archived_wal}){failing}; "
+                "check archive_command and the server log"
+            )
+        time.sleep(poll)
