@@ -82,6 +82,60 @@ OBJECTIVES = Section({
     "rpo_seconds": _int("recovery point objective"),
 })
 
+POSTGRES = Section({
+    "bindir": Field(str, "PostgreSQL binaries (default /usr/lib/postgresql/15/bin)"),
+    "os_user": Field(str, "OS user that runs the local server (default postgres)"),
+    "port": Field(int, "port of the local AEP source cluster"),
+    "dbname": Field(str, "the application database"),
+    "archive_timeout": Field(int, "seconds; bounds the RPO of a quiet database"),
+    "settings": MapOf(Field(str), "extra postgresql.conf settings for the local source"),
+})
+
+S3_REPO = Section({
+    "bucket": Field(str),
+    "endpoint": Field(str, "host name of the S3 endpoint"),
+    "port": Field(int),
+    "region": Field(str),
+    "path": Field(str, "path inside the bucket"),
+    "key": Field("secret", "access key id"),
+    "key_secret": Field("secret", "secret access key"),
+    "cipher_pass": Field("secret", "AES-256 repository encryption passphrase"),
+    "verify_tls": Field(bool),
+    "ca_file": Field(str),
+    "retention_full": Field(int),
+})
+
+BACKUP = Section({
+    "stanza": Field(str),
+    "repo_path": Field(str, "repo1 on local disk (default STATE_DIR/pgbackrest/repo)"),
+    "retention_full": Field(int, "full backups kept in repo1"),
+    "process_max": Field(int),
+    "max_age_hours": Field(int, "a drill takes a new backup when the newest is older than this"),
+    "s3": S3_REPO,
+})
+
+DRILL = Section({
+    "scale": Field(int, "size of the seeded local AEP database"),
+    "critical_tables": ListOf(Field(str), "tables whose row counts must match the source as of the target"),
+    "smoke_queries": ListOf(Field(str), "queries that must succeed (and return a row) on the restored copy"),
+    "metrics_file": Field(str, "Prometheus text-format file (default STATE_DIR/metrics/aep_ops_dr.prom)"),
+    "restore_timeout": Field(int, "seconds allowed for restore + recovery"),
+})
+
+RDS = Section({
+    "instance_id": Field(str, "the source DB instance identifier"),
+    "instance_class": Field(str, "class of restored instances (default: the source's)"),
+    "retention_days": Field(int, "automated backup retention the policy requires"),
+    "master_user": Field(str),
+    "master_password": Field("secret"),
+    "dbname": Field(str),
+    "endpoint_map": MapOf(Field(str), "tests: instance id -> host:port to verify against instead"),
+    "cutover": Section({
+        "route53_zone_id": Field(str), "record_name": Field(str),
+        "secret_id": Field(str, "Secrets Manager secret holding the application's DSN"),
+    }),
+})
+
 ENVIRONMENT = Section({
     "description": _str(),
     "production": Field(bool, "production changes need --yes or a chat approval", required=True, nullable=False),
@@ -90,6 +144,10 @@ ENVIRONMENT = Section({
     "aws": AWS,
     "database": DATABASE,
     "objectives": OBJECTIVES,
+    "postgres": POSTGRES,
+    "backup": BACKUP,
+    "drill": DRILL,
+    "rds": RDS,
     "endpoints": MapOf(Field(str), "name -> URL or host:port that `doctor` checks is reachable"),
 })
 

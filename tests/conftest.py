@@ -55,3 +55,23 @@ def write_config(path: Path, text: str, monkeypatch) -> Path:
     path.write_text(text)
     monkeypatch.setenv("AEP_OPS_CONFIG", str(path))
     return path
+
+
+@pytest.fixture
+def local_env(monkeypatch):
+    """A state dir the postgres user can traverse (pytest's tmp_path is 0700 root), a free port
+    for the local AEP source, a short archive_timeout; every cluster under it is stopped after."""
+    import shutil
+    import tempfile
+
+    from aep_ops.testing.postgres import free_port, stop_clusters_under
+
+    base = Path(tempfile.mkdtemp(prefix="aep-e2e-"))
+    base.chmod(0o755)
+    monkeypatch.setenv("AEP_OPS_STATE_DIR", str(base))
+    monkeypatch.setenv("AEP_OPS_ENVIRONMENTS__LOCAL__POSTGRES__PORT", str(free_port()))
+    monkeypatch.setenv("AEP_OPS_ENVIRONMENTS__LOCAL__POSTGRES__ARCHIVE_TIMEOUT", "5")
+    monkeypatch.setenv("AEP_OPS_ENVIRONMENTS__LOCAL__POSTGRES__SETTINGS__FSYNC", "off")
+    yield base
+    stop_clusters_under(base)
+    shutil.rmtree(base, ignore_errors=True)

@@ -28,6 +28,9 @@ class RunContext:
     options: RunOptions
     run_id: str | None = None
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    soft_failures: dict[str, str] = field(default_factory=dict)  # soft step id -> why it failed (this attempt)
+    timings: dict[str, float] = field(default_factory=dict)  # step id -> seconds (this attempt)
+    summary: dict[str, Any] = field(default_factory=dict)  # what the front door shows first (e.g. a dsn)
     out: IO[str] = field(default_factory=lambda: sys.stderr)
 
     @property

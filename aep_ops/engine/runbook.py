@@ -24,7 +24,7 @@ from aep_ops.engine.step import Step
 
 # Modules that declare the built-in runbooks. Importing them must stay cheap (no boto3,
 # psycopg, fabric, paramiko at module level): the CLI imports them to list tasks.
-BUILTIN_MODULES = ("aep_ops.demo", "aep_ops.doctor")
+BUILTIN_MODULES = ("aep_ops.demo", "aep_ops.doctor", "aep_ops.pitr", "aep_ops.local_source", "aep_ops.backup", "aep_ops.dr")
 
 _REGISTRY: dict[str, "Runbook"] = {}
 
@@ -47,6 +47,7 @@ class Runbook:
     schedule: str | None = None
     mutating: bool = True
     help: dict[str, str] = field(default_factory=dict)
+    positional: tuple[str, ...] = ()  # parameters the CLI also takes without their --flag
 
     @property
     def function_path(self) -> str:
@@ -74,8 +75,8 @@ class Runbook:
 
 
 def runbook(id: str, *, steps: list[type[Step]], summary: str, owner: str = "sre",
-            schedule: str | None = None, mutating: bool = True,
-            help: dict[str, str] | None = None) -> Callable[[Callable[..., Any]], Runbook]:
+            schedule: str | None = None, mutating: bool = True, help: dict[str, str] | None = None,
+            positional: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Runbook]:
     """Register ``func`` as the runbook ``id`` made of ``steps`` (in order)."""
 
     def register(func: Callable[..., Any]) -> Runbook:
@@ -83,7 +84,7 @@ def runbook(id: str, *, steps: list[type[Step]], summary: str, owner: str = "sre
         if len(set(ids)) != len(ids) or not all(ids):
             raise ValueError(f"runbook {id}: step ids must be unique and non-empty: {ids}")
         rb = Runbook(id=id, func=func, steps=list(steps), summary=summary, owner=owner,
-                     schedule=schedule, mutating=mutating, help=help or {})
+                     schedule=schedule, mutating=mutating, help=help or {}, positional=tuple(positional))
         _REGISTRY[id] = rb
         return rb
 

@@ -23,7 +23,7 @@ from aep_ops.engine.runbook import Runbook
 from aep_ops.engine.step import (CHANGED, DONE_STATES, FAILED, PENDING, RUNNING, UNCHANGED, OutputUnavailable,
                                  Plan, Step)
 from aep_ops.engine.timeouts import deadline, with_retries
-from aep_ops.errors import AepError, ApprovalRequired, StepFailed, UsageError, VerificationFailed
+from aep_ops.errors import AepError, ApprovalRequired, StepFailed, ToolMissing, UsageError, VerificationFailed
 from aep_ops.log import audit, bind, default_actor, get_logger, unbind
 from aep_ops.redact import redact
 
@@ -52,6 +52,7 @@ class RunResult:
     steps: list[StepOutcome] = field(default_factory=list)
     error: str | None = None
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)  # set by steps via ctx.summary (e.g. "dsn")
 
 
 class Interrupted(BaseException):
@@ -152,7 +153,7 @@ def _run(rb: Runbook, settings: Any, journal: jr.Journal, params: dict[str, Any]
 def _run_steps(rb: Runbook, ctx: RunContext, journal: jr.Journal, records: dict[int, jr.StepRecord],
                anchors: dict[str, str], out: IO[str]) -> RunResult:
     result = RunResult(runbook=rb.id, env=ctx.env_name, status=jr.RUN_RUNNING, run_id=ctx.run_id,
-                       outputs=ctx.outputs)
+                       outputs=ctx.outputs, summary=ctx.summary)
     soft_failures: list[str] = []
     total = len(rb.steps)
     for number, step_cls in enumerate(rb.steps, 1):
@@ -170,11 +171,12 @@ def _run_steps(rb: Runbook, ctx: RunContext, journal: jr.Journal, records: dict[
             _fail(journal, ctx, number, step, outcome, exc)
             if step.soft:
                 soft_failures.append(f"{step.id}: {redact(str(exc))}")
+                ctx.soft_failures[step.id] = redact(str(exc))
                 continue
             return _finish(journal, result, jr.RUN_VERIFICATION_FAILED, f"step {step.id}: {exc}")
         except (AepError, Exception) as exc:  # noqa: B014 - AepError listed for the reader
             _fail(journal, ctx, number, step, outcome, exc)
-            if isinstance(exc, ApprovalRequired):
+            if isinstance(exc, (ApprovalRequired, UsageError, ToolMissing)):  # refusals keep their exit code
                 _finish(journal, result, jr.RUN_FAILED, str(exc))
                 raise
             if not isinstance(exc, AepError):
@@ -188,6 +190,7 @@ def _run_steps(rb: Runbook, ctx: RunContext, journal: jr.Journal, records: dict[
             raise stop from None
         finally:
             outcome.duration = time.monotonic() - started
+            ctx.timings[step.id] = outcome.duration
             log.info("step.done", step_number=number, status=outcome.status, summary=outcome.summary,
                      duration=round(outcome.duration, 3))
             unbind("step")
@@ -213,8 +216,9 @@ def _one_step(step: Step, number: int, ctx: RunContext, journal: jr.Journal, pri
         if plan.status == "unknown":
             raise StepFailed(f"step {step.id} could not decide what to do: {plan.summary}")
         if not plan.needed:
-            journal.set_step(ctx.run_id, number, step.id, UNCHANGED, plan=plan.describe(), outputs=plan.details)
-            ctx.outputs[step.id] = dict(plan.details)
+            facts = {**plan.details, "summary": plan.summary}
+            journal.set_step(ctx.run_id, number, step.id, UNCHANGED, plan=plan.describe(), outputs=facts)
+            ctx.outputs[step.id] = facts
             outcome.status, outcome.summary = UNCHANGED, plan.summary
             return
         if step.requires_approval and ctx.settings.production and not (ctx.options.yes or ctx.options.approved_by):

@@ -7,7 +7,17 @@ the runbook modules, which keep their heavy imports inside functions.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
+
+# Areas whose collection also holds plain tasks (read-only views such as backup.list);
+# each module defines invoke tasks at top level. Runbook tasks of the area join them.
+AREA_TASK_MODULES: dict[str, str] = {
+    "pitr": "aep_ops.tasks.pitr_tasks",
+    "dr": "aep_ops.tasks.dr_tasks",
+    "db": "aep_ops.tasks.db_tasks",
+    "backup": "aep_ops.tasks.backup_tasks",
+}
 
 
 def build_namespace() -> Any:
@@ -24,6 +34,9 @@ def build_namespace() -> Any:
     ns.add_collection(Collection.from_module(runbooks_tasks, name="runbooks"))
     ns.add_collection(Collection.from_module(runs, name="runs"))
     areas: dict[str, Any] = {}
+    for area, module_name in AREA_TASK_MODULES.items():  # plain (non-runbook) tasks of an area
+        areas[area] = Collection.from_module(importlib.import_module(module_name), name=area)
+        ns.add_collection(areas[area])
     for rb_id, rb in sorted(load_all(plugin_modules()).items()):
         task = runbook_task(rb, render=RENDERERS.get(rb_id))
         if "." not in rb_id:

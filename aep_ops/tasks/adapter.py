@@ -13,7 +13,7 @@ from dataclasses import asdict
 from typing import Any, Callable
 
 from aep_ops.engine.runbook import Runbook
-from aep_ops.tasks.frontdoor import RUN_STATUS_EXIT, front_door, load_settings, print_json
+from aep_ops.tasks.frontdoor import RUN_STATUS_EXIT, front_door, load_settings, print_json, write_json
 
 COMMON_HELP = {
     "env": "environment to act on (local, dev, staging, prod; default: local)",
@@ -21,7 +21,7 @@ COMMON_HELP = {
     "resume": "continue the run RUN_ID where it stopped (finished steps are not redone)",
     "yes": "approve steps that change production",
     "set": "override a configuration value, KEY=VALUE (repeatable)",
-    "json": "print the result as JSON on stdout",
+    "json": "print the result as JSON on stdout (--json PATH: write it to PATH instead)",
 }
 COMMON = ("env", "dry_run", "resume", "yes", "set", "json")
 
@@ -42,10 +42,12 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
             as_json = kwargs.pop("json")
             result = rb(settings, params=_typed(rb, kwargs),
                         dry_run=kwargs["dry_run"], resume=kwargs["resume"], yes=kwargs["yes"])
-            if as_json:
-                print_json(asdict(result))
+            if as_json is True:
+                print_json({**asdict(result), **result.summary})
             else:
                 (render or render_result)(result, settings)
+                if as_json:  # --json PATH: the same JSON, written to a file
+                    write_json(as_json, {**asdict(result), **result.summary})
             code = RUN_STATUS_EXIT.get(result.status, 1)
             if code:
                 raise Exit(f"{rb.id}: {result.status}" + (f": {result.error}" if result.error else "")
@@ -53,20 +55,22 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
                               else ""), code=code)
 
     signature = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    signature += [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default) for p in params]
+    # invoke fills a positional argument only while its value is None: give those a None default.
+    signature += [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY,
+                                    default=None if p.name in rb.positional else p.default) for p in params]
     signature += [
         inspect.Parameter("env", inspect.Parameter.KEYWORD_ONLY, default=None),
         inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, default=False),
         inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=None),
         inspect.Parameter("yes", inspect.Parameter.KEYWORD_ONLY, default=False),
         inspect.Parameter("set", inspect.Parameter.KEYWORD_ONLY, default=None),
-        inspect.Parameter("json", inspect.Parameter.KEYWORD_ONLY, default=False),
+        inspect.Parameter("json", inspect.Parameter.KEYWORD_ONLY, default=None),
     ]
     body.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
     body.__doc__ = f"{rb.summary}. Runbook: runbooks/{rb.id}.md"
     body.__name__ = rb.id.split(".")[-1]
     return Task(body, name=rb.id.split(".")[-1], help={**COMMON_HELP, **rb.help}, iterable=["set"],
-                auto_shortflags=False)
+                optional=["json"], positional=list(rb.positional), auto_shortflags=False)
 
 
 def _typed(rb: Runbook, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +79,8 @@ def _typed(rb: Runbook, kwargs: dict[str, Any]) -> dict[str, Any]:
 
     out = {}
     for p in rb.params:
-        value = kwargs.get(p.name, p.default)
+        value = kwargs.get(p.name)
+        value = p.default if value is None else value
         if value is not None and p.kind in (int, float) and not isinstance(value, p.kind):
             try:
                 value = p.kind(value)
@@ -97,3 +102,5 @@ def render_result(result: Any, settings: Any) -> None:
         print(line + (f" - {detail}" if detail else ""), file=out)
     if result.status != "planned":
         print(f"result: {result.status}", file=out)
+    for key, value in result.summary.items():
+        print(f"{key}: {value}", file=out)

@@ -89,3 +89,17 @@ def print_json(data: object) -> None:
     import json
 
     print(redact(json.dumps(data, indent=2, default=str, sort_keys=True)), file=sys.stdout)
+
+
+def write_json(path: str, data: object) -> None:
+    """Write JSON to a file the user named (atomically: a reader never sees half of it)."""
+    import json
+    import os
+
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(redact(json.dumps(data, indent=2, default=str, sort_keys=True)) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UsageError(f"--json {path}: cannot write it ({exc.strerror})") from None

@@ -28,4 +28,26 @@ def render_doctor(result: Any, settings: Any) -> None:
     print(f"{problems} problem(s)" if problems else "all checks passed", file=out)
 
 
-RENDERERS = {"doctor": render_doctor}
+def render_drill(result: Any, settings: Any) -> None:
+    """The drill's verdict first: each check, then RTO and RPO against the objectives."""
+    report = result.summary
+    if result.status == "planned" or "checks" not in report:
+        render_result(result, settings)
+        return
+    out = sys.stdout
+
+    def secs(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.1f}s"
+
+    print(f"dr.drill on {result.env}, run {result.run_id}: {report['result'].upper()}", file=out)
+    print(f"  restored backup {report['backup_label']} + WAL to {report['target_time']}", file=out)
+    for check in report["checks"]:
+        print(f"  {check['status']:<7} {check['id']:<20} {check['detail']}", file=out)
+    print(f"  RTO {secs(report['rto_seconds'])} (objective {secs(report['rto_objective_seconds'])}),"
+          f" RPO {secs(report['rpo_seconds'])}, archive lag at start {secs(report['archive_lag_seconds'])}"
+          f" (objective {secs(report['rpo_objective_seconds'])})", file=out)
+    print(f"  report: {report['report']}", file=out)
+    print(f"  metrics: {report['metrics_file']}", file=out)
+
+
+RENDERERS = {"doctor": render_doctor, "dr.drill": render_drill}

@@ -186,3 +186,14 @@ def pg_cluster_factory() -> Iterator[ClusterFactory]:
 def pg_cluster(pg_cluster_factory: ClusterFactory) -> TestCluster:
     """One started, non-archiving PostgreSQL 15 cluster."""
     return pg_cluster_factory.make()
+
+
+def stop_clusters_under(base: Path) -> None:
+    """Stop every PostgreSQL server whose data directory lies under ``base`` (test teardown:
+    runbooks start clusters that no fixture object knows about)."""
+    from aep_ops.executors.local import LocalExecutor
+    from aep_ops.pg.bin import pg_bin
+
+    for pidfile in Path(base).rglob("postmaster.pid"):
+        LocalExecutor().run([pg_bin("pg_ctl"), "-D", str(pidfile.parent), "-m", "immediate", "-w", "stop"],
+                            user=OS_USER, timeout=60, cwd="/")

@@ -1,0 +1,174 @@
+"""Where an environment's database and backups live, resolved from the configuration.
+
+Backend ``local`` (the embedded default): one "AEP" PostgreSQL 15 cluster under
+STATE_DIR/pg/aep-source, run by the postgres OS user on its own port, archiving WAL with
+pgBackRest into STATE_DIR/pgbackrest/repo (plus an optional encrypted repo2 on S3).
+Restored copies live under STATE_DIR/pg/restores/NAME with a ``restore.json`` that marks
+them as created by aep-ops (only those may be discarded).
+
+Nothing here starts or changes anything: it only says where things are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aep_ops.errors import UsageError
+
+DEFAULT_PORT = 54315
+DEFAULT_DBNAME = "aep"
+DEFAULT_STANZA = "aep"
+RESTORE_MARKER = "restore.json"
+
+
+@dataclass
+class LocalDb:
+    """The local source cluster and its pgBackRest stanza."""
+
+    cluster: Any  # aep_ops.pg.cluster.LocalCluster
+    backrest: Any  # aep_ops.pg.pgbackrest.PgBackRest
+    dbname: str
+    archive_timeout: int
+    extra_settings: dict[str, str]
+
+    def source_settings(self) -> dict[str, str]:
+        """postgresql.conf of a PITR-ready source (FIELD-NOTES: archive_timeout bounds a quiet RPO,
+        track_commit_timestamp lets a drill predict exactly what a target keeps)."""
+        return {
+            "wal_level": "replica",
+            "archive_mode": "on",
+            "archive_command": self.backrest.archive_command(),
+            "archive_timeout": f"{self.archive_timeout}s",
+            "track_commit_timestamp": "on",
+            "max_wal_senders": "4",
+            **self.extra_settings,
+        }
+
+    def dsn(self, dbname: str | None = None) -> str:
+        return self.cluster.dsn(dbname or self.dbname)
+
+
+def pg_root(settings: Any) -> Path:
+    return settings.state_dir / "pg"
+
+
+def restores_dir(settings: Any) -> Path:
+    return pg_root(settings) / "restores"
+
+
+def require_local(settings: Any, what: str) -> None:
+    backend = settings.env.get("backend")
+    if backend != "local":
+        raise UsageError(f"{what} on {settings.env_name}: backend '{backend}' is not the local backend")
+
+
+def local_db(settings: Any) -> LocalDb:
+    from aep_ops.pg.cluster import LocalCluster
+    from aep_ops.pg.pgbackrest import PgBackRest
+
+    pg = settings.env.get("postgres") or {}
+    root = pg_root(settings) / "aep-source"
+    cluster = LocalCluster(root / "data", int(pg.get("port") or DEFAULT_PORT), root / "sock",
+                           os_user=pg.get("os_user") or "postgres", bindir=pg.get("bindir"))
+    backrest = PgBackRest(backrest_config(settings, cluster), os_user=cluster.os_user)
+    return LocalDb(cluster=cluster, backrest=backrest, dbname=pg.get("dbname") or DEFAULT_DBNAME,
+                   archive_timeout=int(pg.get("archive_timeout") or 60),
+                   extra_settings=dict(pg.get("settings") or {}))
+
+
+def backrest_config(settings: Any, cluster: Any) -> Any:
+    """The pgBackRest configuration of this environment (secrets of repo2 resolved now)."""
+    from aep_ops.pg.pgbackrest import PgBackRestConfig
+
+    backup = settings.env.get("backup") or {}
+    base = settings.state_dir / "pgbackrest"
+    return PgBackRestConfig(
+        stanza=backup.get("stanza") or DEFAULT_STANZA,
+        config_path=str(base / "pgbackrest.conf"),
+        repo1_path=backup.get("repo_path") or str(base / "repo"),
+        log_path=str(base / "log"),
+        lock_path=str(base / "lock"),
+        spool_path=str(base / "spool"),
+        pg1_path=str(cluster.datadir),
+        pg1_port=cluster.port,
+        pg1_socket_path=str(cluster.socket_dir),
+        pg1_user=cluster.os_user,
+        repo1_retention_full=int(backup.get("retention_full") or 2),
+        process_max=int(backup.get("process_max") or 2),
+        repo2=_s3_repo(settings, backup.get("s3")),
+    )
+
+
+def _s3_repo(settings: Any, s3: dict | None) -> Any:
+    if not s3 or not s3.get("bucket"):
+        return None
+    from aep_ops.pg.pgbackrest import S3Repo
+
+    missing = [k for k in ("endpoint", "region", "key", "key_secret", "cipher_pass") if not s3.get(k)]
+    if missing:
+        raise UsageError(f"environments.{settings.env_name}.backup.s3: set {', '.join(missing)}"
+                         " (repo2 is encrypted with AES-256; cipher_pass is its passphrase)")
+    return S3Repo(bucket=s3["bucket"], endpoint=s3["endpoint"], region=s3["region"],
+                  key=settings.secret(s3["key"]), key_secret=settings.secret(s3["key_secret"]),
+                  port=int(s3.get("port") or 443), path=s3.get("path") or "/pgbackrest",
+                  verify_tls=s3.get("verify_tls", True) is not False, ca_file=s3.get("ca_file"),
+                  cipher_pass=settings.secret(s3["cipher_pass"]),
+                  retention_full=int(s3.get("retention_full") or 2))
+
+
+# --- restored copies ---------------------------------------------------------------------
+
+
+@dataclass
+class RestoredCopy:
+    """A cluster aep-ops restored (local): where it is and what it holds."""
+
+    name: str
+    base: Path
+    meta: dict[str, Any]
+
+    @property
+    def datadir(self) -> Path:
+        return self.base / "data"
+
+    def cluster(self, settings: Any) -> Any:
+        from aep_ops.pg.cluster import LocalCluster
+
+        pg = settings.env.get("postgres") or {}
+        return LocalCluster(self.datadir, int(self.meta["port"]), self.base / "sock",
+                            os_user=pg.get("os_user") or "postgres", bindir=pg.get("bindir"))
+
+    def save(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        tmp = self.base / (RESTORE_MARKER + ".tmp")
+        tmp.write_text(json.dumps(self.meta, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, self.base / RESTORE_MARKER)
+
+
+def restored_copy(settings: Any, name: str) -> RestoredCopy | None:
+    """The copy named ``name`` if aep-ops created it (its marker file exists), else None."""
+    base = restores_dir(settings) / name
+    marker = base / RESTORE_MARKER
+    if not marker.is_file():
+        return None
+    return RestoredCopy(name=name, base=base, meta=json.loads(marker.read_text()))
+
+
+def restored_copies(settings: Any) -> list[RestoredCopy]:
+    root = restores_dir(settings)
+    if not root.is_dir():
+        return []
+    copies = (restored_copy(settings, p.name) for p in sorted(root.iterdir()) if p.is_dir())
+    return [c for c in copies if c is not None]
+
+
+def check_restore_name(name: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", name or ""):
+        raise UsageError(f"--name {name!r}: use 1-41 lower-case letters, digits and dashes")
+    return name

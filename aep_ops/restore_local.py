@@ -1,0 +1,219 @@
+"""Point-in-time restore of the local source into a NEW cluster, done the way that survives 3 a.m.
+
+Guards (FIELD-NOTES): the target is validated against the archive and the backups before
+anything is touched; the copy never writes into the source's archive; promotion is
+confirmed (not in recovery, postmaster alive, "recovery stopping before ..." logged) and
+"recovery ended before configured recovery target was reached" is an error. A restore
+killed half-way is detected by its marker (status "restoring") and redone from scratch on
+the same port, after stopping any server it left running: no orphaned cluster or port.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from aep_ops import dbenv
+from aep_ops.errors import UsageError, VerificationFailed
+from aep_ops.log import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """What validating a target found: the backup to restore and how far behind the archive is."""
+
+    target: datetime
+    backup_label: str
+    backup_stop: datetime
+    last_archived_at: datetime | None
+    archive_lag_seconds: float | None
+
+
+def archive_facts(db: dbenv.LocalDb, *, now: datetime | None = None) -> dict[str, Any]:
+    """Read-only facts from the running source: the archiver's state and the archive lag.
+
+    The lag is what would be lost if the primary died now: zero when every byte of WAL
+    written is in an archived segment (an idle database after its archive_timeout switch),
+    else the time since the last segment reached the archive (an upper bound).
+    """
+    from aep_ops.pg import facts
+
+    with db.cluster.connect(db.dbname) as conn:
+        status = facts.archiver_status(conn)
+        written, segment_size = conn.execute(
+            "select pg_current_wal_lsn() - '0/0'::pg_lsn,"
+            " (select setting::bigint * case unit when '8kB' then 8192 when 'B' then 1 else 1048576 end"
+            "  from pg_settings where name = 'wal_segment_size')").fetchone()
+    now = now or datetime.now(timezone.utc)
+    last = status.last_archived_time
+    if last is None:
+        lag = None
+    elif status.last_archived_wal and int(written) <= _segment_end(status.last_archived_wal, int(segment_size)):
+        lag = 0.0
+    else:
+        lag = (now - last).total_seconds()
+    return {"last_archived_at": last, "last_archived_wal": status.last_archived_wal,
+            "failed_count": status.failed_count, "last_failed_wal": status.last_failed_wal,
+            "last_failed_at": status.last_failed_time, "failing": status.failing, "archive_lag_seconds": lag}
+
+
+def _segment_end(walfile: str, segment_size: int) -> int:
+    """Byte position just past the WAL segment ``walfile`` (TTTTTTTTLLLLLLLLSSSSSSSS)."""
+    per_log = 0x100000000 // segment_size
+    return (int(walfile[8:16], 16) * per_log + int(walfile[16:24], 16) + 1) * segment_size
+
+
+def check_target(db: dbenv.LocalDb, target: datetime, *, now: datetime | None = None) -> TargetCheck:
+    """Refuse (UsageError, exit 2) every target PostgreSQL would mishandle; return the backup to use."""
+    from aep_ops.pg.target import validate_target
+
+    now = now or datetime.now(timezone.utc)
+    if not db.cluster.exists():
+        raise UsageError(f"no local source cluster at {db.cluster.datadir}; run `inv db.setup` first")
+    backups = db.backrest.info()
+    archive = archive_facts(db, now=now)
+    archived = archive["last_archived_at"]
+    earliest = min((b.start for b in backups if not b.error), default=None)
+    chosen = validate_target(target, now=now, last_archived_at=archived, earliest_recoverable=earliest,
+                             backups=backups)
+    lag = archive["archive_lag_seconds"]
+    return TargetCheck(target=target, backup_label=chosen.label, backup_stop=chosen.stop,
+                       last_archived_at=archived, archive_lag_seconds=lag)
+
+
+def restore_state(settings: Any, name: str, target: datetime) -> tuple[str, dbenv.RestoredCopy | None]:
+    """'absent', 'partial' (a killed restore), 'done' (promoted at this target) or 'other' (name taken)."""
+    copy = dbenv.restored_copy(settings, name)
+    if copy is None:
+        base = dbenv.restores_dir(settings) / name
+        return ("other", None) if base.exists() else ("absent", None)
+    if copy.meta.get("target_time") != target.isoformat():
+        return "other", copy
+    return ("done", copy) if copy.meta.get("status") == "promoted" else ("partial", copy)
+
+
+def restore(settings: Any, db: dbenv.LocalDb, name: str, check: TargetCheck, *, run_id: str | None,
+            purpose: str, progress: Any = None, timeout: float = 1800) -> dict[str, Any]:
+    """Restore ``check.backup_label`` + WAL up to ``check.target`` into restores/NAME and promote it."""
+    say = progress or (lambda message: None)
+    state, copy = restore_state(settings, name, check.target)
+    if state == "other":
+        raise UsageError(f"a restore named {name!r} already exists for another target or was not made by aep-ops;"
+                         f" pick another --name or `inv pitr.discard {name}`")
+    if state == "done":
+        return dict(copy.meta)
+    started = time.time()
+    if copy is None:
+        copy = dbenv.RestoredCopy(name=name, base=dbenv.restores_dir(settings) / name, meta={})
+    port = copy.meta.get("port") or _free_port()
+    copy.meta.update({"name": name, "created_by": "aep-ops", "purpose": purpose, "run_id": run_id,
+                      "status": "restoring", "port": port, "target_time": check.target.isoformat(),
+                      "backup_label": check.backup_label, "source": str(db.cluster.datadir),
+                      "restore_started_at": datetime.fromtimestamp(started, timezone.utc).isoformat()})
+    _ensure_base(copy)
+    copy.save()
+    cluster = copy.cluster(settings)
+    _clear_partial(cluster)
+    say(f"restoring backup {check.backup_label} into {copy.datadir}")
+    result = db.backrest.restore(copy.datadir, target_time=check.target, set_label=check.backup_label,
+                                 timeout=timeout)
+    restored_at = time.time()
+    cluster.configure({"archive_mode": "off", "archive_command": "", "shared_buffers": "128MB"})
+    cluster.disable_archiving()
+    say(f"starting the copy on port {port} and replaying WAL to {check.target.isoformat()}")
+    cluster.start(timeout=timeout)
+    promoted = cluster.wait_for_promotion(timeout=timeout)
+    if promoted.archive_mode != "off":
+        raise VerificationFailed(f"restored copy {name} has archive_mode={promoted.archive_mode}; it must be off")
+    finished = time.time()
+    copy.meta.update({
+        "status": "promoted", "dsn": cluster.dsn(db.dbname), "timeline": promoted.timeline,
+        "last_replayed_commit": promoted.last_replayed_commit.isoformat() if promoted.last_replayed_commit else None,
+        "recovery_stop": promoted.stop_line, "restore_seconds": round(restored_at - started, 3),
+        "recovery_seconds": round(finished - restored_at, 3), "promoted_at": _iso(finished),
+        "pgbackrest_seconds": round(result.duration, 3),
+    })
+    copy.save()
+    log.info("pitr.restored", name=name, port=port, timeline=promoted.timeline)
+    return dict(copy.meta)
+
+
+def verify(settings: Any, meta: dict[str, Any], dbname: str, smoke_queries: list[str]) -> dict[str, Any]:
+    """The restored copy is a primary on a new timeline, replayed no commit after the target,
+    and answers the smoke queries. Raises VerificationFailed naming each failure."""
+    from aep_ops.pg import facts
+
+    copy = dbenv.restored_copy(settings, meta["name"])
+    cluster = copy.cluster(settings)
+    problems, results = [], {}
+    target = datetime.fromisoformat(meta["target_time"])
+    with cluster.connect(dbname) as conn:
+        if facts.is_in_recovery(conn):
+            problems.append("still in recovery")
+        results["timeline"] = facts.timeline(conn)
+        if results["timeline"] < 2:
+            problems.append(f"timeline {results['timeline']}: the copy was never promoted")
+        last = facts.last_replayed_commit(conn)
+        results["last_replayed_commit"] = last.isoformat() if last else None
+        if last is not None and last > target:
+            problems.append(f"replayed a commit at {last.isoformat()}, after the target {target.isoformat()}")
+        for query in smoke_queries:
+            try:
+                row = conn.execute(query).fetchone()
+                results[f"smoke: {query}"] = "ok" if row is not None else "no rows"
+                if row is None:
+                    problems.append(f"smoke query returned no rows: {query}")
+            except Exception as exc:  # psycopg errors; the message names the query, not secrets
+                conn.rollback()
+                problems.append(f"smoke query failed: {query}: {str(exc).strip()}")
+    if problems:
+        raise VerificationFailed("; ".join(problems), details=results)
+    return results
+
+
+def discard(settings: Any, name: str) -> bool:
+    """Stop and remove a copy aep-ops created; refuse anything else. False if already gone."""
+    copy = dbenv.restored_copy(settings, name)
+    base = dbenv.restores_dir(settings) / name
+    if copy is None:
+        if base.exists():
+            raise UsageError(f"{base} was not created by aep-ops (no {dbenv.RESTORE_MARKER}); refusing to remove it")
+        return False
+    if copy.meta.get("cutover"):
+        raise UsageError(f"restore {name} is the database the application was cut over to; refusing to remove it")
+    cluster = copy.cluster(settings)
+    if cluster.postmaster_pid() is not None:
+        cluster.stop(mode="fast")
+    shutil.rmtree(base)
+    return True
+
+
+def _ensure_base(copy: dbenv.RestoredCopy) -> None:
+    from aep_ops.pg import fsutil
+
+    fsutil.ensure_dir(copy.base.parent, owner=None, mode=0o755)
+    fsutil.ensure_dir(copy.base, owner=None, mode=0o755)
+
+
+def _clear_partial(cluster: Any) -> None:
+    """A killed restore may have left a server running or files behind: stop it, empty the dir."""
+    if cluster.postmaster_pid() is not None:
+        cluster.stop(mode="immediate")
+    if cluster.datadir.exists():
+        shutil.rmtree(cluster.datadir)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()

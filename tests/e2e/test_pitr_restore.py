@@ -1,0 +1,111 @@
+"""pitr.restore through the CLI: exact point in time, refusals before anything is touched,
+idempotence, discard, cutover."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from aep_ops import config, dbenv
+
+
+@pytest.fixture
+def source(cli, local_env):
+    cli("db.setup", check_rc=0, timeout=300)
+    return dbenv.local_db(config.load("local"))
+
+
+def write_rows(db, labels):
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
+        for label in labels:
+            conn.execute("insert into drill_markers (label) values (%s)", (label,))
+            time.sleep(0.05)
+
+
+def test_restore_is_exact_and_idempotent(cli, source):
+    time.sleep(1.2)  # the target must lie after the backup's end (whole seconds in pgBackRest)
+    write_rows(source, ["early-1", "early-2"])
+    with psycopg.connect(source.dsn(), autocommit=True) as conn:
+        target = conn.execute("select clock_timestamp()").fetchone()[0]
+    write_rows(source, ["late-1", "late-2"])
+    with psycopg.connect(source.dsn(), autocommit=True) as conn:
+        kept = {r[0] for r in conn.execute("select label from drill_markers"
+                                           " where pg_xact_commit_timestamp(xmin) <= %s", (target,))}
+        conn.execute("select pg_switch_wal()")
+    time.sleep(2)
+    target_text = target.astimezone(timezone.utc).isoformat()
+
+    first = cli("pitr.restore", "--target-time", target_text, "--name", "exact", "--json", timeout=300)
+    assert first.returncode == 0, first.stderr[-1500:]
+    result = json.loads(first.stdout)
+    assert [s["status"] for s in result["steps"]] == ["unchanged", "changed", "unchanged"]
+    with psycopg.connect(result["dsn"]) as conn:
+        restored = {r[0] for r in conn.execute("select label from drill_markers")}
+        assert conn.execute("select pg_is_in_recovery()").fetchone()[0] is False
+        assert conn.execute("show archive_mode").fetchone()[0] == "off"
+    assert restored == kept and {"early-1", "early-2"} <= restored and not {"late-1", "late-2"} & restored
+
+    again = json.loads(cli("pitr.restore", "--target-time", target_text, "--name", "exact", "--json",
+                           check_rc=0, timeout=300).stdout)
+    assert [s["status"] for s in again["steps"]] == ["unchanged"] * 3
+    assert again["dsn"] == result["dsn"]
+
+    other = cli("pitr.restore", "--target-time", (target - timedelta(seconds=0.1)).isoformat(), "--name", "exact")
+    assert other.returncode == 2 and "already exists for another target" in other.stderr
+
+    cut = cli("pitr.cutover", "--name", "exact", check_rc=0)
+    assert "changed" in cut.stdout
+    refused = cli("pitr.discard", "--name", "exact")
+    assert refused.returncode == 2 and "cut over" in refused.stderr
+    pointer = json.loads((dbenv.pg_root(config.load("local")) / "active.json").read_text())
+    assert pointer["name"] == "exact" and pointer["previous"] == source.dsn()
+
+
+def test_discard_removes_only_what_aep_ops_made(cli, source, local_env):
+    time.sleep(1.2)
+    write_rows(source, ["a"])
+    with psycopg.connect(source.dsn(), autocommit=True) as conn:
+        target = conn.execute("select clock_timestamp()").fetchone()[0].isoformat()
+        write_rows(source, ["b"])
+        conn.execute("select pg_switch_wal()")
+    time.sleep(2)
+    cli("pitr.restore", "--target-time", target, "--name", "scratch", check_rc=0, timeout=300)
+    assert "scratch" in cli("pitr.list", check_rc=0).stdout
+    cli("pitr.discard", "--name", "scratch", check_rc=0)
+    assert not (local_env / "pg" / "restores" / "scratch").exists()
+    assert "unchanged" in cli("pitr.discard", "--name", "scratch", check_rc=0).stdout
+    foreign = local_env / "pg" / "restores" / "not-ours"
+    foreign.mkdir(parents=True)
+    refused = cli("pitr.discard", "--name", "not-ours")
+    assert refused.returncode == 2 and "not created by aep-ops" in refused.stderr and foreign.exists()
+
+
+@pytest.mark.parametrize("target, message", [
+    ("yesterday at noon", "is not an ISO 8601 time"),
+    ("2026-11-26T09:41:00", "has no UTC offset"),
+    ("2999-01-01T00:00:00Z", "is in the future"),
+    ("2001-01-01T00:00:00Z", "before the earliest recoverable point"),
+])
+def test_bad_targets_are_refused_with_exit_2_and_nothing_changes(cli, source, local_env, target, message):
+    proc = cli("pitr.restore", "--target-time", target)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0]
+    assert not (local_env / "pg" / "restores").exists() or not any((local_env / "pg" / "restores").iterdir())
+
+
+def test_target_after_the_archive_says_how_far_behind(cli, source):
+    time.sleep(2)  # past the backup's end and its last archived segment
+    soon = (datetime.now(timezone.utc) - timedelta(seconds=0.5)).isoformat()
+    proc = cli("pitr.restore", "--target-time", soon)
+    assert proc.returncode == 2
+    assert "after the last archived WAL" in proc.stderr and "behind the target" in proc.stderr
+
+
+def test_unknown_environment_is_exit_2(cli, local_env):
+    proc = cli("pitr.restore", "--env", "qa", "--target-time", "2026-11-26T09:41:00Z")
+    assert proc.returncode == 2 and "unknown environment 'qa'" in proc.stderr

@@ -1,0 +1,99 @@
+"""pitr.restore and dr.drill on the RDS backend, through the CLI, against the moto server.
+
+moto restores no data (it ignores RestoreTime and creates an empty shell whose endpoint
+resolves nowhere), so ``rds.endpoint_map`` points the source and every restored instance at
+one real local PostgreSQL cluster. The RDS API flow (facts, validation, restore, tags,
+waiters, delete) runs against moto; every check runs for real over psycopg. Because the
+"restored" database is then the source itself, the drill's marker check must fail: that
+proves the checks look at data, not at API responses.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from aep_ops.pg.schema import seed
+
+SOURCE = "aep-staging"
+
+
+@pytest.fixture
+def staging(moto_server, pg_cluster, tmp_path, local_env):
+    moto_server.reset()
+    pg_cluster.sql("create database aep")
+    pg_cluster.sql("create role aep_admin login superuser password 'rds-canary-pass-7'")
+    with pg_cluster.cluster.connect("aep") as conn:
+        seed(conn, scale=1)
+    rds = moto_server.client("rds")
+    rds.create_db_instance(DBInstanceIdentifier=SOURCE, DBInstanceClass="db.t4g.medium", Engine="postgres",
+                           EngineVersion="15.5", MasterUsername="aep_admin", MasterUserPassword="x" * 12,
+                           AllocatedStorage=20, BackupRetentionPeriod=7)
+    where = f"127.0.0.1:{pg_cluster.port}"
+    conf = tmp_path / "staging.yaml"
+    conf.write_text(
+        "environments:\n  staging:\n"
+        f"    aws: {{region: {moto_server.region}, endpoint_url: '{moto_server.endpoint_url}'}}\n"
+        f"    rds: {{instance_id: {SOURCE}, master_user: aep_admin, dbname: aep, retention_days: 7,\n"
+        "          master_password: 'env:AEP_RDS_PW',\n"
+        f"          endpoint_map: {{{SOURCE}: '{where}', 'drill-*': '{where}', 'pitr-*': '{where}'}}}}\n")
+    env = {**moto_server.environ, "AEP_OPS_CONFIG": str(conf), "AEP_RDS_PW": "rds-canary-pass-7"}
+    yield {"env": env, "rds": rds}
+    moto_server.reset()
+
+
+def ours(rds):
+    out = []
+    for instance in rds.describe_db_instances()["DBInstances"]:
+        tags = {t["Key"]: t["Value"] for t in rds.list_tags_for_resource(ResourceName=instance["DBInstanceArn"])["TagList"]}
+        if tags.get("aep-ops:created-by") == "aep-ops":
+            out.append((instance["DBInstanceIdentifier"], tags))
+    return out
+
+
+def test_pitr_restore_on_rds_creates_a_tagged_instance_and_verifies_it(cli, staging):
+    time.sleep(1.5)  # moto: the earliest restorable time is the instance's creation
+    target = (datetime.now(timezone.utc) - timedelta(seconds=0.5)).isoformat()
+    proc = cli("pitr.restore", "--env", "staging", "--target-time", target, "--name", "pitr-one", "--json",
+               env=staging["env"], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    result = json.loads(proc.stdout)
+    assert [s["status"] for s in result["steps"]] == ["unchanged", "changed", "unchanged"]
+    assert result["dsn"].startswith("host=") and "dbname=aep user=aep_admin" in result["dsn"]
+    [(name, tags)] = ours(staging["rds"])
+    assert name == "pitr-one" and tags["aep-ops:source"] == SOURCE and tags["aep-ops:run-id"] == result["run_id"]
+    again = json.loads(cli("pitr.restore", "--env", "staging", "--target-time", target, "--name", "pitr-one",
+                           "--json", env=staging["env"], check_rc=0).stdout)
+    assert [s["status"] for s in again["steps"]] == ["unchanged"] * 3
+    assert "pitr-one" in cli("pitr.list", "--env", "staging", env=staging["env"], check_rc=0).stdout
+    refused = cli("pitr.discard", "--env", "staging", SOURCE, env=staging["env"])
+    assert refused.returncode == 2 and "aep-ops" in refused.stderr, "the source is never deleted"
+    cli("pitr.discard", "--env", "staging", "pitr-one", env=staging["env"], check_rc=0)
+    assert ours(staging["rds"]) == []
+
+
+@pytest.mark.parametrize("target, message", [
+    ("2999-01-01T00:00:00Z", "is in the future"),
+    ("2001-01-01T00:00:00Z", "before the earliest restorable time"),
+    ("2026-11-26T09:41:00", "has no UTC offset"),
+])
+def test_rds_refusals_exit_2_and_create_nothing(cli, staging, target, message):
+    proc = cli("pitr.restore", "--env", "staging", "--target-time", target, env=staging["env"])
+    assert proc.returncode == 2 and message in proc.stderr
+    assert ours(staging["rds"]) == []
+
+
+def test_drill_on_rds_runs_every_check_for_real(cli, staging):
+    proc = cli("dr.drill", "--env", "staging", "--json", env=staging["env"], timeout=180)
+    assert proc.returncode == 5, proc.stderr[-1500:]
+    report = json.loads(proc.stdout)
+    checks = {c["id"]: c for c in report["checks"]}
+    assert checks["check_markers"]["status"] == "failed"
+    assert "marker after it PRESENT" in checks["check_markers"]["detail"]
+    assert checks["check_amcheck"]["status"] == "passed" and checks["check_writable"]["status"] == "passed"
+    [(name, tags)] = ours(staging["rds"])
+    assert name == f"drill-{report['run_id'].lower()}" and tags["aep-ops:run-id"] == report["run_id"]
+    assert "rds-canary-pass-7" not in proc.stdout + proc.stderr
