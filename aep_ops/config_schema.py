@@ -136,6 +136,38 @@ RDS = Section({
     }),
 })
 
+HOST = Section({
+    "name": Field(str, "inventory name", required=True, nullable=False),
+    "address": Field(str, "IP or DNS name to SSH to", required=True, nullable=False),
+    "port": Field(int),
+    "user": Field(str),
+    "role": Field(str, "e.g. api, web, worker"),
+    "instance_id": Field(str, "EC2 instance id (load balancer registration, SSM)"),
+    "health_url": Field(str, "the application's health endpoint on this host"),
+})
+
+INVENTORY = Section({
+    "source": Field(("config", "ec2"), "hosts from `hosts:` below, or discovered from EC2 tags"),
+    "tag_env": Field(str, "EC2 tag whose value is the environment name (default aep:env)"),
+    "tag_role": Field(str, "EC2 tag whose value is the role (default aep:role)"),
+    "address": Field(("private_ip", "public_ip", "private_dns"), "which EC2 address to SSH to"),
+    "parallel": Field(int, "default bound on concurrent SSH sessions"),
+})
+
+PATCHING = Section({
+    "upgrade_command": ListOf(Field(str), "argv of the package upgrade (default: apt-get, non-interactive)"),
+    "pending_command": ListOf(Field(str), "argv that prints pending upgrades, one per line"),
+    "reboot_command": ListOf(Field(str), "argv that reboots the host"),
+    "min_healthy": Field(int, "hosts that must stay in service (default: 2 in production, 1 elsewhere)"),
+    "health_checks": Field(int, "consecutive OK answers required"),
+    "health_timeout": Field(int, "seconds to wait for health after the upgrade/reboot"),
+    "reboot_timeout": Field(int, "seconds to wait for SSH to come back after a reboot"),
+    "drain_timeout": Field(int, "seconds to wait for load-balancer draining"),
+    "target_group_arns": ListOf(Field(str), "ALB target groups the hosts serve in"),
+    "asg_name": Field(str, "Auto Scaling group (standby instead of deregistration)"),
+    "lb": Field(("elbv2", "asg", "none"), "how a host is taken out of service"),
+})
+
 ENVIRONMENT = Section({
     "description": _str(),
     "production": Field(bool, "production changes need --yes or a chat approval", required=True, nullable=False),
@@ -148,6 +180,11 @@ ENVIRONMENT = Section({
     "backup": BACKUP,
     "drill": DRILL,
     "rds": RDS,
+    "hosts": ListOf(HOST, "the fleet (inventory.source: config)"),
+    "inventory": INVENTORY,
+    "patching": PATCHING,
+    "ssm": Section({"max_concurrency": Field(str), "max_errors": Field(str), "timeout": Field(int),
+                    "document": Field(str, "default AWS-RunShellScript")}),
     "endpoints": MapOf(Field(str), "name -> URL or host:port that `doctor` checks is reachable"),
 })
 
@@ -224,6 +261,10 @@ def check_required(data: dict, sources: dict[str, str], schema: Any = SCHEMA, pa
     elif isinstance(schema, MapOf) and not isinstance(schema.value, Field):
         for key, value in data.items():
             check_required(value, sources, schema.value, f"{path}.{key}")
+    elif isinstance(schema, ListOf) and isinstance(schema.item, Section):
+        for index, value in enumerate(data):
+            sources.setdefault(f"{path}[{index}]", sources.get(path, "the configuration"))
+            check_required(value, sources, schema.item, f"{path}[{index}]")
 
 
 def schema_at(path: list[str], schema: Any = SCHEMA) -> Any:
