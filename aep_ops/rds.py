@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from aep_ops.aws.clients import aws_errors, error_code
 from aep_ops.errors import ConfigError, UsageError
 from aep_ops.log import get_logger
+from aep_ops.timefmt import ago
 
 log = get_logger(__name__)
 
@@ -180,7 +181,7 @@ def validate_restore_request(facts: SourceFacts, *, target_time: datetime | None
     if target > latest:
         raise UsageError(
             f"target {t} is after the latest restorable time of {src} ({iso(latest)}: RDS's backups are "
-            f"{human(target - latest)} behind the target); pick a time at or before it, or restore to the latest"
+            f"{ago(target - latest)} behind the target); pick a time at or before it, or restore to the latest"
         )
     if earliest is not None and target < earliest:
         raise UsageError(
@@ -258,17 +259,6 @@ def utcnow() -> datetime:
 def iso(when: datetime) -> str:
     """UTC ISO 8601 with a Z, whole seconds unless the time has a fraction (used in tags, compared exactly)."""
     return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def human(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 172800:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
 def _earliest_from_automated_backups(rds: Any, instance_id: str, dbi_resource_id: str | None) -> datetime | None:

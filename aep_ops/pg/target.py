@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
 from aep_ops.errors import UsageError
+from aep_ops.timefmt import ago, utc_z
 from aep_ops.pg.pgbackrest import Backup
 
 EXAMPLE = "2026-11-26T09:41:00Z"
@@ -57,40 +58,26 @@ def validate_target(
     usable = sorted((b for b in backups if not b.error), key=lambda b: b.stop)
     if not usable:
         raise UsageError("no usable backup in the repository; take a full backup first")
-    t = _fmt(target)
+    t = utc_z(target)
     if target > now:
-        raise UsageError(f"target {t} is in the future (now {_fmt(now)}); pick a time in the past")
+        raise UsageError(f"target {t} is in the future (now {utc_z(now)}); pick a time in the past")
     if last_archived_at is None:
         raise UsageError(f"target {t} cannot be reached: no WAL has been archived yet; check archive_command")
     if target >= last_archived_at:
         raise UsageError(
-            f"target {t} is after the last archived WAL ({_fmt(last_archived_at)}, the archive is "
-            f"{_ago(target - last_archived_at)} behind the target); run select pg_switch_wal() on the source "
+            f"target {t} is after the last archived WAL ({utc_z(last_archived_at)}, the archive is "
+            f"{ago(target - last_archived_at)} behind the target); run select pg_switch_wal() on the source "
             "or wait for archive_timeout, then retry"
         )
     if earliest_recoverable is not None and target < earliest_recoverable:
         raise UsageError(
-            f"target {t} is before the earliest recoverable point {_fmt(earliest_recoverable)}; "
+            f"target {t} is before the earliest recoverable point {utc_z(earliest_recoverable)}; "
             "nothing older is retained"
         )
     chosen = [b for b in usable if b.stop + STOP_RESOLUTION <= target]
     if not chosen:
         raise UsageError(
-            f"target {t} is not after the end of any backup (earliest ends {_fmt(usable[0].stop)}); "
+            f"target {t} is not after the end of any backup (earliest ends {utc_z(usable[0].stop)}); "
             "PostgreSQL 15 would silently recover to the backup's end instead; pick a later target"
         )
     return chosen[-1]
-
-
-def _fmt(when: datetime) -> str:
-    spec = "seconds" if when.microsecond == 0 else "milliseconds"
-    return when.astimezone(timezone.utc).isoformat(timespec=spec).replace("+00:00", "Z")
-
-
-def _ago(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

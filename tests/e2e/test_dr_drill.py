@@ -92,3 +92,24 @@ def test_drill_killed_during_restore_resumes_without_orphans(cli, local_env):
 def test_read_only_source_needs_a_target(cli, local_env):
     proc = drill(cli, "--read-only-source")
     assert proc.returncode == 2 and "--read-only-source needs --target-time" in proc.stderr
+
+
+def test_two_drills_at_once_the_second_exits_3(cli, local_env):
+    cli("db.setup", check_rc=0, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen([str(BIN / "inv"), "dr.drill"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    journal = local_env / "journal.sqlite3"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the first drill holds the lock and has started
+        try:
+            with sqlite3.connect(journal) as conn:
+                if conn.execute("select count(*) from runs where runbook = 'dr.drill'").fetchone()[0]:
+                    break
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+    second = cli("dr.drill")
+    assert second.returncode == 3, second.stderr[-500:]
+    assert "dr.drill@local is locked by run" in second.stderr
+    assert first.wait(timeout=300) == 0

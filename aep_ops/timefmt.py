@@ -1,0 +1,23 @@
+"""Times and durations the way on-call messages show them: UTC with a Z, and 3m05s."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+
+def utc_z(when: datetime) -> str:
+    """UTC ISO 8601 with a Z; whole seconds unless the time has a fraction (then milliseconds)."""
+    spec = "seconds" if when.microsecond == 0 else "milliseconds"
+    return when.astimezone(timezone.utc).isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def ago(delta: timedelta) -> str:
+    """A duration in the largest sensible units: 45s, 3m05s, 2h10m, 3d04h."""
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
