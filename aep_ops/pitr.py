@@ -7,9 +7,7 @@ replayed commit, smoke queries) and its connection string is printed.
 
 from __future__ import annotations
 
-import json
-import os
-from datetime import datetime, timezone
+from datetime import datetime
 
 from aep_ops import dbenv
 from aep_ops.backend import backend_for
@@ -112,45 +110,29 @@ def discard(ctx: RunContext, *, name: str = "") -> None:
 # --- cutover -------------------------------------------------------------------------------
 
 
-def active_pointer(settings) -> "os.PathLike[str]":
-    return dbenv.pg_root(settings) / "active.json"
-
-
 class EnsureCutover(Step):
     id = "ensure_cutover"
     title = "Point the application at the restored database"
     requires_approval = True
 
     def check(self, ctx):
-        copy = dbenv.restored_copy(ctx.settings, ctx.params["name"])
-        if copy is None or copy.meta.get("status") != "promoted":
-            raise UsageError(f"no verified restore named {ctx.params['name']} (see `inv pitr.list`)")
-        pointer = active_pointer(ctx.settings)
-        current = json.loads(pointer.read_text()) if pointer.exists() else {}
-        if current.get("name") == copy.name:
-            return Plan.unchanged(f"the application already uses {copy.name}", dsn=copy.meta["dsn"])
-        previous = current.get("dsn") or dbenv.local_db(ctx.settings).dsn()
-        return Plan.change(f"point the application at {copy.name} ({copy.meta['dsn']}); previous: {previous}",
-                           previous=previous)
+        from aep_ops import cutover
+
+        plan = cutover.plan_rds if ctx.env.get("backend") == "rds" else cutover.plan_local
+        needed, summary, details = plan(ctx.settings, ctx.params["name"])
+        return Plan.change(summary, **details) if needed else Plan.unchanged(summary, **details)
 
     def apply(self, ctx, plan):
-        copy = dbenv.restored_copy(ctx.settings, ctx.params["name"])
-        pointer = active_pointer(ctx.settings)
-        record = {"name": copy.name, "dsn": copy.meta["dsn"], "previous": plan.details["previous"],
-                  "at": datetime.now(timezone.utc).isoformat(), "run_id": ctx.run_id}
-        tmp = pointer.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, pointer)
-        copy.meta["cutover"] = True
-        copy.save()
-        return record
+        from aep_ops import cutover
+
+        if ctx.env.get("backend") == "rds":
+            return cutover.apply_rds(ctx.settings, plan.details)
+        return cutover.apply_local(ctx.settings, ctx.params["name"], plan.details["previous"], ctx.run_id)
 
 
 @runbook("pitr.cutover", steps=[EnsureCutover],
          summary="Point the application at a restored database (the old one is left untouched)",
-         positional=("name",),
-         help={"name": "the restore to switch to"})
+         positional=("name",), help={"name": "the restore to switch to"})
 def cutover(ctx: RunContext, *, name: str = "") -> None:
-    """Local backend: the application's DSN pointer (STATE_DIR/pg/active.json). Needs approval in prod."""
-    dbenv.require_local(ctx.settings, "pitr.cutover")
+    """local: the DSN pointer file; rds: Route 53 and/or Secrets Manager (rds.cutover). Approval in prod."""
     dbenv.check_restore_name(name)

@@ -32,6 +32,11 @@ def staging(moto_server, pg_cluster, tmp_path, local_env):
     rds.create_db_instance(DBInstanceIdentifier=SOURCE, DBInstanceClass="db.t4g.medium", Engine="postgres",
                            EngineVersion="15.5", MasterUsername="aep_admin", MasterUserPassword="x" * 12,
                            AllocatedStorage=20, BackupRetentionPeriod=7)
+    r53 = moto_server.client("route53")
+    zone = r53.create_hosted_zone(Name="aep.internal.", CallerReference="aep-ops-test")["HostedZone"]["Id"]
+    r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "UPSERT",
+        "ResourceRecordSet": {"Name": "db.aep.internal.", "Type": "CNAME", "TTL": 300,
+                              "ResourceRecords": [{"Value": "aep-staging.example.internal"}]}}]})
     where = f"127.0.0.1:{pg_cluster.port}"
     conf = tmp_path / "staging.yaml"
     conf.write_text(
@@ -39,9 +44,10 @@ def staging(moto_server, pg_cluster, tmp_path, local_env):
         f"    aws: {{region: {moto_server.region}, endpoint_url: '{moto_server.endpoint_url}'}}\n"
         f"    rds: {{instance_id: {SOURCE}, master_user: aep_admin, dbname: aep, retention_days: 7,\n"
         "          master_password: 'env:AEP_RDS_PW',\n"
-        f"          endpoint_map: {{{SOURCE}: '{where}', 'drill-*': '{where}', 'pitr-*': '{where}'}}}}\n")
+        f"          endpoint_map: {{{SOURCE}: '{where}', 'drill-*': '{where}', 'pitr-*': '{where}'}},\n"
+        f"          cutover: {{route53_zone_id: '{zone}', record_name: db.aep.internal}}}}\n")
     env = {**moto_server.environ, "AEP_OPS_CONFIG": str(conf), "AEP_RDS_PW": "rds-canary-pass-7"}
-    yield {"env": env, "rds": rds}
+    yield {"env": env, "rds": rds, "route53": r53, "zone": zone}
     moto_server.reset()
 
 
@@ -69,6 +75,15 @@ def test_pitr_restore_on_rds_creates_a_tagged_instance_and_verifies_it(cli, stag
                            "--json", env=staging["env"], check_rc=0).stdout)
     assert [s["status"] for s in again["steps"]] == ["unchanged"] * 3
     assert "pitr-one" in cli("pitr.list", "--env", "staging", env=staging["env"], check_rc=0).stdout
+    cut = cli("pitr.cutover", "--env", "staging", "pitr-one", "--json", env=staging["env"], check_rc=0)
+    change = json.loads(cut.stdout)["outputs"]["ensure_cutover"]["route53"]
+    assert change["previous"] == "aep-staging.example.internal"
+    record = [r for r in staging["route53"].list_resource_record_sets(HostedZoneId=staging["zone"])
+              ["ResourceRecordSets"] if r["Name"] == "db.aep.internal."][0]
+    endpoint = staging["rds"].describe_db_instances(DBInstanceIdentifier="pitr-one")["DBInstances"][0]["Endpoint"]
+    assert record["ResourceRecords"][0]["Value"] == endpoint["Address"] and record["TTL"] == 60
+    assert staging["rds"].describe_db_instances(DBInstanceIdentifier=SOURCE)["DBInstances"][0][
+        "DBInstanceStatus"] == "available", "the old database is left untouched"
     refused = cli("pitr.discard", "--env", "staging", SOURCE, env=staging["env"])
     assert refused.returncode == 2 and "aep-ops" in refused.stderr, "the source is never deleted"
     cli("pitr.discard", "--env", "staging", "pitr-one", env=staging["env"], check_rc=0)
