@@ -162,7 +162,8 @@ def restored_copies(settings: Any) -> list[RestoredCopy]:
     root = restores_dir(settings)
     if not root.is_dir():
         return []
-    copies = (restored_copy(settings, p.name) for p in sorted(root.iterdir()) if p.is_dir())
+    copies = (restored_copy(settings, p.name) for p in sorted(root.iterdir())
+              if p.is_dir() and not p.name.startswith("."))  # .removing-*: being deleted
     return [c for c in copies if c is not None]
 
 

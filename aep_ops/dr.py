@@ -28,6 +28,8 @@ class Preflight(Step):
 
     def check(self, ctx):
         backend = backend_for(ctx.settings)
+        if ctx.dry_run and backend.kind == "local" and backend.db.cluster.postmaster_pid() is None:
+            return Plan.unknown("the source is created or started by step 1")
         started = time.time()
         archive = backend.archive_facts()
         if archive["problems"]:
@@ -111,7 +113,7 @@ class Measure(Step):
     soft = True
 
     def check(self, ctx):
-        restored = ctx.outputs["ensure_scratch_restored"]
+        restored = ctx.step_outputs("ensure_scratch_restored")
         started = datetime.fromisoformat(restored["restore_started_at"]).timestamp()
         verified = ctx.output("check_writable", "verified_at") if "check_writable" in ctx.outputs else None
         target = datetime.fromisoformat(restored["target_time"])
@@ -119,7 +121,7 @@ class Measure(Step):
         rpo = max(0.0, (target - datetime.fromisoformat(last)).total_seconds()) if last else None
         objectives = ctx.env.get("objectives") or {}
         m = {"rto_seconds": round(verified - started, 3) if verified else None, "rpo_seconds": rpo,
-             "archive_lag_seconds": ctx.outputs["preflight"].get("archive_lag_seconds"),
+             "archive_lag_seconds": ctx.step_outputs("preflight").get("archive_lag_seconds"),
              "rto_objective_seconds": objectives.get("rto_seconds"),
              "rpo_objective_seconds": objectives.get("rpo_seconds")}
         missed = []
@@ -156,6 +158,8 @@ class EnsureScratchRemoved(Step):
     title = "Remove the scratch cluster (kept on failure or with --keep)"
 
     def check(self, ctx):
+        if ctx.run_id is None:
+            return Plan.unknown("the scratch cluster is named after the run")
         name = _scratch_name(ctx)
         if not backend_for(ctx.settings).exists(name):
             return Plan.unchanged(f"{name} is gone")

@@ -34,7 +34,7 @@ class CheckMarkers(Step):
     soft = True
 
     def check(self, ctx):
-        sentinels = ctx.outputs["run_sentinels"]
+        sentinels = ctx.step_outputs("run_sentinels")
         if sentinels.get("read_only"):
             return Plan.unchanged("not run: --read-only-source wrote no markers", skipped=True)
         with restored_conn(ctx) as conn:
@@ -56,7 +56,7 @@ class CheckRowCounts(Step):
     def check(self, ctx):
         from psycopg import sql
 
-        expected = ctx.outputs["run_sentinels"].get("counts")
+        expected = ctx.step_outputs("run_sentinels").get("counts")
         if not expected:
             return Plan.unchanged("not run: --read-only-source took no counts", skipped=True)
         actual = {}

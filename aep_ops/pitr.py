@@ -59,7 +59,7 @@ class VerifyRestored(Step):
     soft = True
 
     def check(self, ctx):
-        meta = ctx.outputs["ensure_restored"]
+        meta = ctx.step_outputs("ensure_restored")
         drill = ctx.env.get("drill") or {}
         ctx.summary.update({"name": meta["name"], "dsn": meta["dsn"], "port": meta.get("port"),
                             "target_time": meta["target_time"]})

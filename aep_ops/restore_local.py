@@ -10,6 +10,7 @@ the same port, after stopping any server it left running: no orphaned cluster or
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import time
@@ -38,24 +39,32 @@ class TargetCheck:
 def archive_facts(db: dbenv.LocalDb, *, now: datetime | None = None) -> dict[str, Any]:
     """Read-only facts from the running source: the archiver's state and the archive lag.
 
-    The lag is what would be lost if the primary died now: zero when every byte of WAL
-    written is in an archived segment (an idle database after its archive_timeout switch),
-    else the time since the last segment reached the archive (an upper bound).
+    The lag is how old the oldest data not yet in the archive can be (what a dead primary
+    would lose):
+    - 0 when every byte of WAL written lies in archived segments;
+    - now minus the last archive when whole segments wait for the archiver (a real backlog);
+    - otherwise only the open segment is pending, and archive_timeout bounds it: PostgreSQL
+      switches segments within archive_timeout of an important write, while the background
+      records it keeps writing on an idle server never force a switch (they are not data).
     """
     from aep_ops.pg import facts
 
     with db.cluster.connect(db.dbname) as conn:
         status = facts.archiver_status(conn)
-        written, segment_size = conn.execute(
+        written, segment_size, timeout = conn.execute(
             "select pg_current_wal_lsn() - '0/0'::pg_lsn,"
             " (select setting::bigint * case unit when '8kB' then 8192 when 'B' then 1 else 1048576 end"
-            "  from pg_settings where name = 'wal_segment_size')").fetchone()
+            "  from pg_settings where name = 'wal_segment_size'),"
+            " (select setting::int from pg_settings where name = 'archive_timeout')").fetchone()
     now = now or datetime.now(timezone.utc)
     last = status.last_archived_time
+    end = _segment_end(status.last_archived_wal, int(segment_size)) if status.last_archived_wal else None
     if last is None:
         lag = None
-    elif status.last_archived_wal and int(written) <= _segment_end(status.last_archived_wal, int(segment_size)):
+    elif end is not None and int(written) <= end:
         lag = 0.0
+    elif end is not None and int(written) <= end + int(segment_size) and int(timeout) > 0 and not status.failing:
+        lag = min((now - last).total_seconds(), float(timeout))
     else:
         lag = (now - last).total_seconds()
     return {"last_archived_at": last, "last_archived_wal": status.last_archived_wal,
@@ -63,10 +72,14 @@ def archive_facts(db: dbenv.LocalDb, *, now: datetime | None = None) -> dict[str
             "last_failed_at": status.last_failed_time, "failing": status.failing, "archive_lag_seconds": lag}
 
 
-def _segment_end(walfile: str, segment_size: int) -> int:
-    """Byte position just past the WAL segment ``walfile`` (TTTTTTTTLLLLLLLLSSSSSSSS)."""
+def _segment_end(walfile: str, segment_size: int) -> int | None:
+    """Byte position just past the segment named by ``walfile`` (also NAME.OFFSET.backup);
+    None for files that name no segment (TIMELINE.history)."""
+    name = walfile[:24]
+    if len(name) != 24 or any(c not in "0123456789ABCDEF" for c in name):
+        return None
     per_log = 0x100000000 // segment_size
-    return (int(walfile[8:16], 16) * per_log + int(walfile[16:24], 16) + 1) * segment_size
+    return (int(name[8:16], 16) * per_log + int(name[16:24], 16) + 1) * segment_size
 
 
 def check_target(db: dbenv.LocalDb, target: datetime, *, now: datetime | None = None) -> TargetCheck:
@@ -190,8 +203,20 @@ def discard(settings: Any, name: str) -> bool:
     cluster = copy.cluster(settings)
     if cluster.postmaster_pid() is not None:
         cluster.stop(mode="fast")
-    shutil.rmtree(base)
+    _remove_soon(base)
     return True
+
+
+def _remove_soon(base: Any) -> None:
+    """Rename the copy out of sight at once (the name is free again), delete the files in a
+    detached process: removing gigabytes should not hold up the run or its RTO report."""
+    import subprocess
+    import uuid
+
+    trash = base.parent / f".removing-{base.name}-{uuid.uuid4().hex[:6]}"
+    os.rename(base, trash)
+    subprocess.Popen(["rm", "-rf", "--", str(trash)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def _ensure_base(copy: dbenv.RestoredCopy) -> None:

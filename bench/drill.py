@@ -405,12 +405,16 @@ def table(res: dict[str, Any]) -> tuple[str, bool]:
         lines.append(f"{name:<{width}}" + "".join(f"  {v:9.2f}x" for v in values) + f"  {verdict(ok)}")
     pad = "".join(f"  {'':>10}" for _ in heads[:-1])
     lines.append(f"{lag_name:<{width}}{pad}  {_s(max_lag):>10}  {verdict(lag_ok)}")
+    results = [run["drill"]["report"].get("result") for run in runs]
+    drills_ok = all(r == "passed" for r in results)
+    lines.append(f"drill result{'s' if many else ''}: {', '.join(map(str, results))}"
+                 f"{'' if drills_ok else '  (a failed drill is kept running until teardown)'}")
     if many:
         lines.append(f"(verdicts on the median of {len(runs)} drill + floor pairs)")
     res["ratios"] = med
     res["targets"] = {"restore_phase_over_floor": verdict(checks[0][2]),
                       "end_to_end_over_floor": verdict(checks[2][2]), "idle_archive_lag": verdict(lag_ok)}
-    return "\n".join(lines), all(ok is not False for *_, ok in checks) and lag_ok is True
+    return "\n".join(lines), all(ok is not False for *_, ok in checks) and lag_ok is True and drills_ok
 
 
 def _s(value: Any) -> str:

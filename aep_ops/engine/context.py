@@ -56,6 +56,12 @@ class RunContext:
         except KeyError:
             raise OutputUnavailable(step_id, key) from None
 
+    def step_outputs(self, step_id: str) -> dict[str, Any]:
+        """All outputs of an earlier step; raises OutputUnavailable when it has not run (yet)."""
+        if step_id not in self.outputs:
+            raise OutputUnavailable(step_id, "*")
+        return self.outputs[step_id]
+
     def secret(self, ref: Any) -> str:
         return self.settings.secret(ref)
 

@@ -105,6 +105,10 @@ def _plan(rb: Runbook, ctx: RunContext, anchors: dict[str, str]) -> RunResult:
             plan = Plan.unknown(f"step {exc.step_id} has not run")
         except VerificationFailed as exc:
             plan = Plan("failed", str(exc), exc.details)
+        except (UsageError, ToolMissing):
+            raise
+        except AepError as exc:  # e.g. a service an earlier step would start is down: say so, go on
+            plan = Plan("failed", str(exc))
         if plan.status == "unchanged":
             ctx.outputs[step.id] = dict(plan.details)  # a known fact: later checks may use it
         result.steps.append(StepOutcome(number, step.id, step.title, plan.status, plan.describe(),

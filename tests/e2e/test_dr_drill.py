@@ -24,6 +24,7 @@ def test_drill_passes_reports_and_is_repeatable(cli, local_env, tmp_path):
     assert report["result"] == "passed" and report["status"] == "succeeded"
     assert [c["status"] for c in report["checks"]] == ["passed"] * 6
     assert 0 < report["rto_seconds"] < 300 and 0 <= report["rpo_seconds"] < 5
+    assert report["archive_lag_seconds"] <= 5 + 5, "archive_timeout (5 s here) bounds the lag of a healthy source"
     assert report["timeline"] >= 2 and report["backup_label"].endswith("F")
     assert "recovery stopping before commit" in report["recovery_stop"]
     md = (local_env / "reports" / f"dr-drill-{report['run_id']}.md").read_text()
@@ -84,7 +85,8 @@ def test_drill_killed_during_restore_resumes_without_orphans(cli, local_env):
     assert result["run_id"] == run_id and result["result"] == "passed"
     assert {s["step_id"]: s["earlier"] for s in result["steps"]}["run_sentinels"] is True, "sentinels not rewritten"
     restores = local_env / "pg" / "restores"
-    assert not restores.exists() or list(restores.iterdir()) == [], "no orphaned cluster left behind"
+    left = [p for p in restores.iterdir() if not p.name.startswith(".removing-")] if restores.exists() else []
+    assert left == [], "no orphaned cluster left behind"
     pids = subprocess.run(["pgrep", "-f", f"postgres -D {restores}"], capture_output=True, text=True).stdout
     assert pids.strip() == "", "no orphaned server left running"
 
@@ -113,3 +115,10 @@ def test_two_drills_at_once_the_second_exits_3(cli, local_env):
     assert second.returncode == 3, second.stderr[-500:]
     assert "dr.drill@local is locked by run" in second.stderr
     assert first.wait(timeout=300) == 0
+
+
+def test_dry_run_plans_the_whole_drill_without_a_source(cli, local_env):
+    proc = drill(cli, "--dry-run", check_rc=0)
+    assert "1. Ensure the local source cluster exists" in proc.stdout and "would change: not initialised" in proc.stdout
+    assert "7. Restore into a scratch cluster at the target [ensure_scratch_restored]: unknown" in proc.stdout
+    assert not (local_env / "pg").exists() and not (local_env / "journal.sqlite3").exists()
