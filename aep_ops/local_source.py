@@ -58,9 +58,8 @@ def require_reachable_state_dir(settings: Any) -> None:
     try:
         fsutil.check_traversable(dbenv.pg_root(settings) / "aep-source", user)
     except KeyError:
-        raise UsageError(f"OS user {user!r} (postgres.os_user) does not exist; install PostgreSQL 15"
-                         " (make drill) or set environments.{env}.postgres.os_user".format(env=settings.env_name)
-                         ) from None
+        raise UsageError(f"OS user {user!r} does not exist; install PostgreSQL 15 (make drill) or set"
+                         f" environments.{settings.env_name}.postgres.os_user") from None
     except UsageError as exc:
         raise UsageError(f"state_dir {settings.state_dir} is not reachable by the {user} user ({exc}); "
                          "set state_dir (or AEP_OPS_STATE_DIR) to a directory it can traverse, "

@@ -20,7 +20,6 @@ from aep_ops import config, dbenv
 from aep_ops.pg import facts
 from aep_ops.pg.cluster import LocalCluster
 from aep_ops.testing.postgres import free_port
-from aep_ops.testing.s3tls import s3_tls_proxy  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
 CIPHER_PASS = "aep-cipher-" + uuid.uuid4().hex
@@ -28,7 +27,10 @@ S3_SECRET = "aep-s3-secret-" + uuid.uuid4().hex
 
 
 @pytest.fixture
-def s3_env(local_env, moto_server, s3_tls_proxy, monkeypatch):  # noqa: F811 - fixture argument
+def s3_env(local_env, moto_server, s3_tls_proxy, monkeypatch):
+    werkzeug = logging.getLogger("werkzeug")  # moto logs one line per S3 request
+    level = werkzeug.level
+    werkzeug.setLevel(logging.WARNING)
     bucket = "aep-offsite-" + uuid.uuid4().hex[:8]
     moto_server.client("s3").create_bucket(Bucket=bucket,
                                            CreateBucketConfiguration={"LocationConstraint": moto_server.region})
@@ -41,9 +43,6 @@ def s3_env(local_env, moto_server, s3_tls_proxy, monkeypatch):  # noqa: F811 - f
                        "KEY_SECRET": "env:AEP_TEST_S3_SECRET", "CIPHER_PASS": "env:AEP_TEST_CIPHER_PASS",
                        "CA_FILE": s3_tls_proxy.ca_file, "RETENTION_FULL": "1"}.items():
         monkeypatch.setenv(prefix + key, value)
-    werkzeug = logging.getLogger("werkzeug")  # moto logs one line per S3 request
-    level = werkzeug.level
-    werkzeug.setLevel(logging.WARNING)
     yield local_env, bucket
     werkzeug.setLevel(level)
 
