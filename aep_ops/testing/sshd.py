@@ -163,7 +163,7 @@ class SshTestHost:
         self.known_hosts.write_text(self.known_hosts_line() + "\n")
         with open(self.log_path, "ab") as log:
             proc = subprocess.Popen(
-                [SSHD, "-D", "-e", "-f", str(config)],
+                _without_login_rc([SSHD, "-D", "-e", "-f", str(config)]),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -305,6 +305,20 @@ def _bindable(address: str, port: int) -> bool:
                 return False
             raise
     return True
+
+
+def _without_login_rc(argv: list[str]) -> list[str]:
+    """Hide this machine's ~/.bashrc from the test host's SSH sessions.
+
+    bash sources ~/.bashrc for every SSH command; on machines whose ~/.bashrc runs
+    `pyenv init` its rehash lock stalls concurrent sessions for up to 60 s, which no real
+    fleet host has. sshd runs in its own mount namespace with /dev/null bound over the file.
+    """
+    rc = Path.home() / ".bashrc"
+    if os.geteuid() != 0 or not rc.exists() or shutil.which("unshare") is None:
+        return argv
+    return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+            'mount --bind /dev/null "$0" && exec "$@"', str(rc), *argv]
 
 
 def _wait_for_banner(proc: subprocess.Popen[bytes], address: str, port: int, log: Path, pidfile: Path) -> None:
