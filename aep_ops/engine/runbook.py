@@ -24,7 +24,7 @@ from aep_ops.engine.step import Step
 
 # Modules that declare the built-in runbooks. Importing them must stay cheap (no boto3,
 # psycopg, fabric, paramiko at module level): the CLI imports them to list tasks.
-BUILTIN_MODULES = ("aep_ops.demo", "aep_ops.doctor", "aep_ops.pitr", "aep_ops.local_source", "aep_ops.backup", "aep_ops.dr")
+BUILTIN_MODULES = ("aep_ops.demo", "aep_ops.doctor", "aep_ops.pitr", "aep_ops.local_source", "aep_ops.backup", "aep_ops.dr", "aep_ops.patching")
 
 _REGISTRY: dict[str, "Runbook"] = {}
 

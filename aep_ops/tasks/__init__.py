@@ -17,6 +17,8 @@ AREA_TASK_MODULES: dict[str, str] = {
     "dr": "aep_ops.tasks.dr_tasks",
     "db": "aep_ops.tasks.db_tasks",
     "backup": "aep_ops.tasks.backup_tasks",
+    "patch": "aep_ops.tasks.patch_tasks",
+    "fleet": "aep_ops.tasks.fleet_tasks",
 }
 
 

@@ -1,0 +1,31 @@
+"""``patch.status``: where every host of a rollout is (patched, drained, failed at which step)."""
+
+from __future__ import annotations
+
+from invoke import task
+
+from aep_ops.tasks.frontdoor import front_door, load_settings, print_json
+
+
+@task(help={"env": "environment (default: local)", "run": "a patch.rolling run id (default: the newest)",
+            "json": "print JSON"})
+def status(c, env=None, run=None, json=False):
+    """Show each host's state in a patch.rolling run, from its state file and the journal."""
+    from aep_ops.patch_state import rollout_status
+
+    with front_door():
+        settings = load_settings(env)
+        report = rollout_status(settings, run)
+        if json:
+            print_json(report)
+            return
+        if report["run_id"] is None:
+            print(f"no patch.rolling run on {report['env']}")
+            return
+        print(f"patch.rolling on {report['env']}: run {report['run_id']} ({report['status']},"
+              f" started {report['started_at']})")
+        width = max([len(r["host"]) for r in report["hosts"]] + [4])
+        print(f"  {'host':<{width}}  {'state':<12} {'step':<8} {'pkgs':>4}  since")
+        for r in report["hosts"]:
+            print(f"  {r['host']:<{width}}  {r['state']:<12} {r['failed_step'] or '':<8} {r['packages']:>4}  {r['at']}"
+                  + (f"\n  {'':<{width}}  error: {r['error']}" if r["error"] else ""))
