@@ -80,6 +80,8 @@ class RdsBackend:
         return meta
 
     def verify(self, meta: dict[str, Any], smoke_queries: list[str]) -> dict[str, Any]:
+        from aep_ops.pg import facts
+
         problems, results = [], {}
         target = datetime.fromisoformat(meta["target_time"])
         with self.connect_restored(meta["name"]) as conn:
@@ -89,11 +91,9 @@ class RdsBackend:
             results["last_replayed_commit"] = last.isoformat() if last else None
             if last is not None and last > target:
                 problems.append(f"replayed a commit at {last.isoformat()}, after the target {target.isoformat()}")
-            for query in smoke_queries:
-                try:
-                    results[f"smoke: {query}"] = "ok" if conn.execute(query).fetchone() is not None else "no rows"
-                except Exception as exc:  # psycopg.Error, reported with PostgreSQL's words
-                    problems.append(f"smoke query failed: {query}: {str(exc).strip()}")
+            answers, failed = facts.smoke_queries(conn, smoke_queries)
+            results.update({f"smoke: {q}": a for q, a in answers.items()})
+            problems += [f"smoke query {p}" for p in failed]
         results["timeline"] = None  # RDS does not expose it meaningfully
         if problems:
             raise VerificationFailed("; ".join(problems), details=results)

@@ -205,8 +205,10 @@ def _scratch_name(ctx: RunContext) -> str:
 def drill(ctx: RunContext, *, target_time: str = "", keep: bool = False, read_only_source: bool = False,
           scale: int = 0) -> None:
     """Check the input; the local backend is the embedded default."""
+    from aep_ops.local_source import require_reachable_state_dir
     from aep_ops.pg.target import parse_target_time
 
+    require_reachable_state_dir(ctx.settings)  # exit 2 before anything starts
     if read_only_source and not target_time:
         raise UsageError("--read-only-source needs --target-time (no sentinel writes, so no fresh target)")
     if target_time and not read_only_source:

@@ -95,14 +95,10 @@ class CheckSmokeQueries(Step):
 
     def check(self, ctx):
         queries = list((ctx.env.get("drill") or {}).get("smoke_queries") or DEFAULT_SMOKE_QUERIES)
-        failed = []
+        from aep_ops.pg import facts
+
         with restored_conn(ctx) as conn:
-            for query in queries:
-                try:
-                    if conn.execute(query).fetchone() is None:
-                        failed.append(f"{query}: no rows")
-                except Exception as exc:  # psycopg.Error: report the query and PostgreSQL's words
-                    failed.append(f"{query}: {str(exc).strip()}")
+            _, failed = facts.smoke_queries(conn, queries)
         if failed:
             raise VerificationFailed("; ".join(failed), details={"queries": queries})
         return Plan.unchanged(f"{len(queries)} queries answered", queries=queries)

@@ -176,15 +176,9 @@ def verify(settings: Any, meta: dict[str, Any], dbname: str, smoke_queries: list
         results["last_replayed_commit"] = last.isoformat() if last else None
         if last is not None and last > target:
             problems.append(f"replayed a commit at {last.isoformat()}, after the target {target.isoformat()}")
-        for query in smoke_queries:
-            try:
-                row = conn.execute(query).fetchone()
-                results[f"smoke: {query}"] = "ok" if row is not None else "no rows"
-                if row is None:
-                    problems.append(f"smoke query returned no rows: {query}")
-            except Exception as exc:  # psycopg errors; the message names the query, not secrets
-                conn.rollback()
-                problems.append(f"smoke query failed: {query}: {str(exc).strip()}")
+        answers, failed = facts.smoke_queries(conn, smoke_queries)
+        results.update({f"smoke: {q}": a for q, a in answers.items()})
+        problems += [f"smoke query {p}" for p in failed]
     if problems:
         raise VerificationFailed("; ".join(problems), details=results)
     return results

@@ -192,3 +192,23 @@ def wait_archived(conn: psycopg.Connection, walfile: str, *, timeout: float = 60
                 "check archive_command and the server log"
             )
         time.sleep(poll)
+
+
+def smoke_queries(conn: psycopg.Connection, queries: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Run each configured smoke query; return (result per query, problems). A query that
+    errors or returns no row is a problem, reported with PostgreSQL's own words."""
+    results: dict[str, str] = {}
+    problems: list[str] = []
+    for query in queries:
+        try:
+            row = conn.execute(query).fetchone()
+        except Exception as exc:  # psycopg.Error: the message names the query, never a secret
+            if not conn.autocommit:
+                conn.rollback()
+            results[query] = "error"
+            problems.append(f"{query}: {str(exc).strip()}")
+            continue
+        results[query] = "ok" if row is not None else "no rows"
+        if row is None:
+            problems.append(f"{query}: no rows")
+    return results, problems
