@@ -80,24 +80,11 @@ class RdsBackend:
         return meta
 
     def verify(self, meta: dict[str, Any], smoke_queries: list[str]) -> dict[str, Any]:
-        from aep_ops.pg import facts
+        """As for a local copy, minus the timeline (RDS does not expose it meaningfully)."""
+        from aep_ops.restore_local import verify_copy
 
-        problems, results = [], {}
-        target = datetime.fromisoformat(meta["target_time"])
         with self.connect_restored(meta["name"]) as conn:
-            if conn.execute("select pg_is_in_recovery()").fetchone()[0]:
-                problems.append("still in recovery")
-            last = conn.execute("select pg_last_xact_replay_timestamp()").fetchone()[0]
-            results["last_replayed_commit"] = last.isoformat() if last else None
-            if last is not None and last > target:
-                problems.append(f"replayed a commit at {last.isoformat()}, after the target {target.isoformat()}")
-            answers, failed = facts.smoke_queries(conn, smoke_queries)
-            results.update({f"smoke: {q}": a for q, a in answers.items()})
-            problems += [f"smoke query {p}" for p in failed]
-        results["timeline"] = None  # RDS does not expose it meaningfully
-        if problems:
-            raise VerificationFailed("; ".join(problems), details=results)
-        return results
+            return verify_copy(conn, datetime.fromisoformat(meta["target_time"]), smoke_queries, min_timeline=None)
 
     @contextmanager
     def connect_restored(self, name: str) -> Iterator[Any]:

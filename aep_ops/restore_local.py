@@ -158,27 +158,30 @@ def restore(settings: Any, db: dbenv.LocalDb, name: str, check: TargetCheck, *, 
 
 
 def verify(settings: Any, meta: dict[str, Any], dbname: str, smoke_queries: list[str]) -> dict[str, Any]:
-    """The restored copy is a primary on a new timeline, replayed no commit after the target,
-    and answers the smoke queries. Raises VerificationFailed naming each failure."""
+    """Verify a local copy (see ``verify_copy``); a local copy must also be on a new timeline."""
+    copy = dbenv.restored_copy(settings, meta["name"])
+    with copy.cluster(settings).connect(dbname) as conn:
+        return verify_copy(conn, datetime.fromisoformat(meta["target_time"]), smoke_queries, min_timeline=2)
+
+
+def verify_copy(conn: Any, target: datetime, smoke_queries: list[str], *, min_timeline: int | None) -> dict[str, Any]:
+    """The copy is a primary (on a new timeline when ``min_timeline``), replayed no commit after
+    the target, and answers the smoke queries. Raises VerificationFailed naming each failure."""
     from aep_ops.pg import facts
 
-    copy = dbenv.restored_copy(settings, meta["name"])
-    cluster = copy.cluster(settings)
     problems, results = [], {}
-    target = datetime.fromisoformat(meta["target_time"])
-    with cluster.connect(dbname) as conn:
-        if facts.is_in_recovery(conn):
-            problems.append("still in recovery")
-        results["timeline"] = facts.timeline(conn)
-        if results["timeline"] < 2:
-            problems.append(f"timeline {results['timeline']}: the copy was never promoted")
-        last = facts.last_replayed_commit(conn)
-        results["last_replayed_commit"] = last.isoformat() if last else None
-        if last is not None and last > target:
-            problems.append(f"replayed a commit at {last.isoformat()}, after the target {target.isoformat()}")
-        answers, failed = facts.smoke_queries(conn, smoke_queries)
-        results.update({f"smoke: {q}": a for q, a in answers.items()})
-        problems += [f"smoke query {p}" for p in failed]
+    if facts.is_in_recovery(conn):
+        problems.append("still in recovery")
+    results["timeline"] = facts.timeline(conn) if min_timeline else None
+    if min_timeline and results["timeline"] < min_timeline:
+        problems.append(f"timeline {results['timeline']}: the copy was never promoted")
+    last = facts.last_replayed_commit(conn)
+    results["last_replayed_commit"] = last.isoformat() if last else None
+    if last is not None and last > target:
+        problems.append(f"replayed a commit at {last.isoformat()}, after the target {target.isoformat()}")
+    answers, failed = facts.smoke_queries(conn, smoke_queries)
+    results.update({f"smoke: {q}": a for q, a in answers.items()})
+    problems += [f"smoke query {p}" for p in failed]
     if problems:
         raise VerificationFailed("; ".join(problems), details=results)
     return results
