@@ -141,7 +141,7 @@ def restore(settings: Any, db: dbenv.LocalDb, name: str, check: TargetCheck, *, 
     cluster.disable_archiving()
     say(f"starting the copy on port {port} and replaying WAL to {check.target.isoformat()}")
     cluster.start(timeout=timeout)
-    promoted = cluster.wait_for_promotion(timeout=timeout)
+    promoted = cluster.wait_for_promotion(timeout=timeout, poll=0.05)  # RTO is measured: poll finely
     if promoted.archive_mode != "off":
         raise VerificationFailed(f"restored copy {name} has archive_mode={promoted.archive_mode}; it must be off")
     finished = time.time()
