@@ -137,8 +137,16 @@ def amcheck_all(
 
     with wrap_errors("creating extension amcheck", conn):
         conn.execute("create extension if not exists amcheck")
+    indexes = btree_indexes(conn, schemas=schemas)
+    try:  # fast path: one statement for all indexes (hundreds of round trips saved on a drill)
+        with conn.transaction():
+            conn.execute("select count(bt_index_check(oid::regclass, %s)) from unnest(%s::oid[]) as oid",
+                         (heapallindexed, [index.oid for index in indexes]))
+        return []
+    except psycopg.Error:
+        pass  # at least one fails: check one by one so each failing index is named
     failures: list[AmcheckFailure] = []
-    for index in btree_indexes(conn, schemas=schemas):
+    for index in indexes:
         try:
             with conn.transaction():
                 conn.execute("select bt_index_check(%s::oid::regclass, %s)", (index.oid, heapallindexed))
