@@ -74,6 +74,15 @@ def running_source(db: Any, ctx: RunContext) -> Plan | None:
                         f" (run `inv db.setup --env {ctx.env_name}` first)")
 
 
+def checked_source(ctx: RunContext) -> tuple[Any, Plan | None]:
+    """The LocalDb and, when a step has nothing to check yet, the plan to return instead
+    (another backend, or a source that is not running in a dry run before db.setup)."""
+    if (plan := not_local(ctx)) is not None:
+        return None, plan
+    db = source(ctx)
+    return db, running_source(db, ctx)
+
+
 def config_drift(db: Any) -> list[str]:
     """Keys of conf.d/aep-ops.conf that differ from what the source should have."""
     wanted = {k: str(v) for k, v in db.source_settings().items()}
@@ -197,10 +206,8 @@ class EnsureAppDatabase(Step):
     timeout = 1800
 
     def check(self, ctx):
-        if (plan := not_local(ctx)) is not None:
-            return plan
-        db = source(ctx)
-        if (plan := running_source(db, ctx)) is not None:
+        db, plan = checked_source(ctx)
+        if plan is not None:
             return plan
         scale = seed_scale(ctx)
         with db.cluster.connect(connect_timeout=5) as conn:
@@ -271,12 +278,10 @@ class EnsureStanza(Step):
     timeout = 600
 
     def check(self, ctx):
-        if (plan := not_local(ctx)) is not None:
-            return plan
         from aep_ops.backup_repo import stanza_problems
 
-        db = source(ctx)
-        if (plan := running_source(db, ctx)) is not None:
+        db, plan = checked_source(ctx)
+        if plan is not None:
             return plan
         problems = stanza_problems(db)
         if problems:
@@ -325,10 +330,8 @@ class EnsureRecentBackup(Step):
     timeout = 3600
 
     def check(self, ctx):
-        if (plan := not_local(ctx)) is not None:
-            return plan
-        db = source(ctx)
-        if (plan := running_source(db, ctx)) is not None:
+        db, plan = checked_source(ctx)
+        if plan is not None:
             return plan
         try:
             backups = [b for b in db.backrest.info() if (b.repo_key or 1) == 1]

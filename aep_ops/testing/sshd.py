@@ -211,9 +211,11 @@ class SshFleet:
         self.known_hosts = self.directory / "known_hosts"
         self.hosts: list[SshTestHost] = []
 
+    host_class: type[SshTestHost] = SshTestHost  # a subclass may change how hosts are configured
+
     def add(self) -> SshTestHost:
         """Start one more host and add its key to the fleet's known_hosts."""
-        host = SshTestHost(self.directory / f"host{len(self.hosts) + 1}", self.identity)
+        host = self.host_class(self.directory / f"host{len(self.hosts) + 1}", self.identity)
         self.hosts.append(host)
         host.start()
         with open(self.known_hosts, "a") as f:
