@@ -74,8 +74,10 @@ class VerifyRestored(Step):
                "name": "name of the new cluster (default: pitr-<target time>)"})
 def restore(ctx: RunContext, *, target_time: str = "", name: str = "") -> None:
     """Parse and check the input; nothing is touched before every refusal has had its chance."""
+    from aep_ops.local_source import require_reachable_state_dir
     from aep_ops.pg.target import parse_target_time
 
+    require_reachable_state_dir(ctx.settings)  # local backend: exit 2 before anything starts
     target = parse_target_time(target_time)
     ctx.params["target"] = target
     ctx.params["name"] = dbenv.check_restore_name(name or f"pitr-{target:%Y%m%d-%H%M%S}")
