@@ -46,7 +46,8 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   $SUDO chmod 755 /usr/sbin/policy-rc.d
   created_policy=1
 fi
-cleanup() { [ "$created_policy" = 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d; }
+# (an if, not `[ ] && rm`: a false test as the trap's last command would become the exit status)
+cleanup() { if [ "$created_policy" = 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi; }
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,15 +52,16 @@ class FileLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            current = _read_holder(fd)
+            current = _wait_for_holder(fd)
             os.close(fd)
             who = current.describe() if current else "another run"
             raise LockedError(f"{self.key} is locked by {who}; wait for it to finish, or inspect it with"
                               f" `inv runs.show {current.run_id if current else 'RUN_ID'}`") from None
         # We hold the lock. Leftover holder data means its owner died without releasing.
         self.stale = _read_holder(fd)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(asdict(holder)).encode(), 0)
+        data = json.dumps(asdict(holder)).encode()
+        os.pwrite(fd, data, 0)  # overwrite, then trim: a reader never sees an empty file here
+        os.ftruncate(fd, len(data))
         os.fsync(fd)
         self._fd = fd
 
@@ -88,9 +90,12 @@ class AdvisoryLock:
         conn.execute("CREATE SCHEMA IF NOT EXISTS aep_ops")
         conn.execute("CREATE TABLE IF NOT EXISTS aep_ops.lock_holders (key TEXT PRIMARY KEY, holder TEXT NOT NULL)")
         got = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (f"aep-ops:{self.key}",)).fetchone()[0]
-        row = conn.execute("SELECT holder FROM aep_ops.lock_holders WHERE key = %s", (self.key,)).fetchone()
-        current = Holder(**json.loads(row[0])) if row else None
+        current = self._holder_row(conn)
         if not got:
+            deadline = time.monotonic() + 1.0  # the winner records itself just after locking
+            while current is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+                current = self._holder_row(conn)
             conn.close()
             who = current.describe() if current else "another run"
             raise LockedError(f"{self.key} is locked by {who}; wait for it to finish, or inspect it with"
@@ -101,6 +106,10 @@ class AdvisoryLock:
                      (self.key, json.dumps(asdict(holder))))
         self._conn = conn
 
+    def _holder_row(self, conn: Any) -> Holder | None:
+        row = conn.execute("SELECT holder FROM aep_ops.lock_holders WHERE key = %s", (self.key,)).fetchone()
+        return Holder(**json.loads(row[0])) if row else None
+
     def release(self) -> None:
         if self._conn is None:
             return
@@ -108,6 +117,16 @@ class AdvisoryLock:
         self._conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (f"aep-ops:{self.key}",))
         self._conn.close()
         self._conn = None
+
+
+def _wait_for_holder(fd: int, patience: float = 1.0) -> Holder | None:
+    """The winner writes its identity just after taking the lock: give it a moment."""
+    deadline = time.monotonic() + patience
+    while True:
+        current = _read_holder(fd)
+        if current is not None or time.monotonic() >= deadline:
+            return current
+        time.sleep(0.02)
 
 
 def _read_holder(fd: int) -> Holder | None:

@@ -244,6 +244,30 @@ def test_held_lock_refuses_a_second_run(settings):
     assert greet(settings, params={"name": "Ada"}).status == "succeeded"
 
 
+def test_loser_names_a_winner_that_has_the_lock_but_has_not_yet_written_who_it_is(settings):
+    """The window between flock and writing the holder: the loser waits for the name (CI hit this)."""
+    import fcntl
+    import json
+    import os
+    import threading
+    from dataclasses import asdict
+
+    from aep_ops.engine.lock import FileLock, Holder
+
+    lock_dir = settings.state_dir / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_dir / "demo.greet@local.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the winner, between flock and pwrite
+    late = threading.Timer(0.3, lambda: os.pwrite(fd, json.dumps(asdict(Holder.me("20261126T000000Z-bbbbbb"))).encode(), 0))
+    late.start()
+    try:
+        with pytest.raises(LockedError, match=r"locked by run 20261126T000000Z-bbbbbb \(pid \d+ on "):
+            FileLock(lock_dir, "demo.greet@local").acquire(Holder.me("20261126T000001Z-cccccc"))
+    finally:
+        late.join()
+        os.close(fd)
+
+
 def test_progress_lines_name_step_number_title_and_anchor(settings):
     out = io.StringIO()
     out.aep_ops_human = True
