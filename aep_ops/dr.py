@@ -82,7 +82,7 @@ class RunSentinels(Step):
             if backend.kind == "local":
                 walfile = facts.switch_wal(conn)
                 ctx.progress(f"waiting for WAL segment {walfile} to reach the archive")
-                facts.wait_archived(conn, walfile, timeout=120, poll=0.05)
+                facts.wait_archived(conn, walfile, timeout=120, poll=0.02)
         backend.wait_until_restorable(target, ctx.progress)
         return {"before_id": before, "after_id": after, "counts": counts, "read_only": False,
                 "target_time": target.astimezone(timezone.utc).isoformat(), "walfile": walfile}

@@ -7,11 +7,14 @@ process, then restores by hand the SAME backup set to the SAME target time the d
 idle and reads its archive lag the way aep-ops does. Prints a table with the targets and
 writes the numbers to bench/results/drill-<timestamp>.json.
 
-    .venv/bin/python bench/drill.py [--scale 70] [--keep-state] [--archive-timeout N] [--repeat N]
+    .venv/bin/python bench/drill.py [--scale 70] [--keep-state] [--archive-timeout N] [--repeat N] [--no-warmup]
 
-Dirty pages are flushed (sync) before the drill and before the floor, outside the timed
-windows: otherwise whichever runs first pays for the writeback of the load and the backup.
-``--repeat N`` runs N drill + floor pairs and judges the medians (the machine may be shared).
+Before the drill and before the floor, outside the timed windows, the drill's deferred
+deletion of its scratch copy is awaited and dirty pages are flushed (sync): otherwise whichever
+runs next pays for the other's leftovers. One untimed warm-up pair runs first (``--no-warmup``
+to skip it): the first restore after the 1 GB load runs cold, 2-2.5x slower than the next
+ones, whichever tool does it. ``--repeat N`` runs N judged drill + floor pairs and judges the
+medians (the machine may be shared).
 
 Targets: drill restore phase <= 1.1 x floor total; drill end to end <= 1.5 x floor total;
 archive lag of an idle source <= archive_timeout + 5 s. Exit 0 when all are met, 1 when one
@@ -92,13 +95,22 @@ def tail(path: Path, lines: int) -> str:
     return "\n".join("    " + ln for ln in text[-lines:])
 
 
-def settle() -> dict[str, Any]:
-    """Flush dirty pages before a timed phase, so that neither the drill nor the floor pays for the
-    writeback of what ran before it (the 1 GB load, the backup, the other restore)."""
+def settle(state: Path) -> dict[str, Any]:
+    """Before a timed phase: let the drill's deferred deletion of its scratch copy finish (it runs
+    in a detached process after the drill), then flush dirty pages, so that neither the drill nor
+    the floor pays for what ran before it (the 1 GB load, the backup, the other restore)."""
+    started = time.perf_counter()
+    restores = state / "pg" / "restores"
+    while restores.is_dir() and any(p.name.startswith(".removing-") for p in restores.iterdir()):
+        if time.perf_counter() - started > 120:
+            raise BenchError(f"the drill's scratch copy under {restores} was not removed within 120 s")
+        time.sleep(0.05)
+    removal_wait = time.perf_counter() - started
     dirty = _meminfo("Dirty")
     started = time.perf_counter()
     os.sync()
-    return {"dirty_kb_before_sync": dirty, "sync_seconds": round(time.perf_counter() - started, 3)}
+    return {"removal_wait_seconds": round(removal_wait, 3), "dirty_kb_before_sync": dirty,
+            "sync_seconds": round(time.perf_counter() - started, 3)}
 
 
 def _meminfo(key: str) -> int | None:
@@ -430,6 +442,8 @@ def main() -> int:
     parser.add_argument("--keep-state", action="store_true", help="keep the state dir (clusters stopped)")
     parser.add_argument("--archive-timeout", type=int, default=None,
                         help="archive_timeout of the source in seconds (default: aep-ops' own, 60)")
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false",
+                        help="skip the untimed warm-up pair (the first restore after the load is cold)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="drill + floor pairs (each floor to its drill's target); verdicts on the median")
     args = parser.parse_args()
@@ -457,19 +471,22 @@ def main() -> int:
                            "port": port, "cpus": os.cpu_count()}
     try:
         res["setup"] = setup_source(state, env, port, args.scale, logs)
-        res["runs"] = []
-        for i in range(max(1, args.repeat)):
-            if args.repeat > 1:
-                say(f"--- drill + floor pair {i + 1} of {args.repeat}")
-            before_drill = settle()
+        res["runs"], res["warmup"] = [], None
+        for i in range(-1 if args.warmup else 0, max(1, args.repeat)):
+            say("--- warm-up drill + floor pair (not judged)" if i < 0
+                else f"--- drill + floor pair {i + 1} of {args.repeat}")
+            before_drill = settle(state)
             seconds, rc, report, outside = run_drill(state, env, logs, i + 1)
             idle_since = time.monotonic()
             drill = {"seconds": round(seconds, 3), "exit": rc, "report": report, "settle": before_drill,
                      "process_outside_log_events": outside,
                      "journal": journal_steps(state, report.get("run_id") or "")}
-            before_floor = settle()
-            res["runs"].append({"drill": drill, "floor": {**floor_restore(state, report, logs),
-                                                          "settle": before_floor}})
+            before_floor = settle(state)
+            pair = {"drill": drill, "floor": {**floor_restore(state, report, logs), "settle": before_floor}}
+            if i < 0:
+                res["warmup"] = pair
+            else:
+                res["runs"].append(pair)
         sock = state / "pg" / "aep-source" / "sock"
         with connect(sock, port) as conn:
             timeout = int(conn.execute("select setting from pg_settings where name = 'archive_timeout'")
@@ -477,6 +494,10 @@ def main() -> int:
         res["idle_lag"] = idle_archive_lag(env, idle_since, timeout)
         text, ok = table(res)
         say("\n" + text + "\n")
+        if res["warmup"]:
+            w = res["warmup"]
+            say(f"warm-up pair (not judged): drill {w['drill']['seconds']:.2f} s end to end, restore phase"
+                f" {w['drill']['report']['phases_seconds']['restore']:.2f} s; floor {w['floor']['total_seconds']:.2f} s")
         for i, run in enumerate(res["runs"]):
             journal, report = run["drill"]["journal"], run["drill"]["report"]
             if journal.get("steps"):

@@ -204,12 +204,20 @@ class LocalCluster:
         return True
 
     def stop(self, *, mode: str = "fast", timeout: float = 60) -> bool:
-        """``pg_ctl -m MODE -w stop``; False if it was not running."""
+        """``pg_ctl -m MODE stop``; False if it was not running.
+
+        pg_ctl's own wait (-w) polls every 100 ms; a drill stops a copy on its measured path,
+        so pg_ctl only signals (-W) and we watch postmaster.pid go away every 10 ms.
+        """
         if self.postmaster_pid() is None:
             return False
-        result = self._pg_ctl("stop", "-m", mode, "-w", "-t", str(int(timeout)), timeout=timeout + 15)
-        if not result.ok and self.postmaster_pid() is not None:
-            raise StepFailed(f"PostgreSQL at {self.datadir} did not stop: {result.describe()}")
+        result = self._pg_ctl("stop", "-m", mode, "-W", timeout=30)
+        deadline = time.monotonic() + timeout
+        while result.ok and self.postmaster_pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self.postmaster_pid() is not None:
+            why = result.describe() if not result.ok else f"still running {timeout:g}s after a {mode} shutdown request"
+            raise StepFailed(f"PostgreSQL at {self.datadir} did not stop: {why}")
         log.info("pg.cluster.stopped", datadir=str(self.datadir), mode=mode)
         return True
 
@@ -321,7 +329,7 @@ class LocalCluster:
                 level in ln for ln in self._peek_log() for level in ("FATAL:", "PANIC:", "database system is shut down")
             ):
                 return dataclasses.replace(result, exit_status=1)
-            time.sleep(0.05)
+            time.sleep(0.01)
         return result
 
     def _peek_log(self) -> list[str]:
