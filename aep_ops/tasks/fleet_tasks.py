@@ -36,7 +36,6 @@ _COMMON_HELP = {
 def run(c, env=None, role=None, hosts=None, identity=None, known_hosts=None, parallel=None, timeout=None,
         yes=False, via="ssh", command=None, output=False, json=False, set=None):
     """Run a shell command on every host: `inv fleet.run --env staging --role api -- uptime`."""
-    _skip_final_gc()
     with front_door():
         from aep_ops.fleet import run_command
 
@@ -57,7 +56,6 @@ def run(c, env=None, role=None, hosts=None, identity=None, known_hosts=None, par
 def facts(c, env=None, role=None, hosts=None, identity=None, known_hosts=None, parallel=None, timeout=None,
           json=False, set=None):
     """Read-only facts per host: OS, kernel, uptime, pending and security updates, reboot required."""
-    _skip_final_gc()
     with front_door():
         from aep_ops.fleet import gather_facts
 
@@ -116,18 +114,6 @@ def trust(c, host, port=None, env=None, known_hosts=None, yes=False, set=None):
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _skip_final_gc() -> None:
-    """At interpreter exit, freeze the heap instead of letting the final garbage collections
-    walk it: with paramiko, invoke and structlog loaded that walk costs ~0.1 s of a ~1 s
-    fleet run (bench/fanout.py). Only cyclic garbage is affected (the process is ending;
-    refcounted objects, open files and logging handlers are still closed as usual)."""
-    import atexit
-    import gc
-
-    atexit.unregister(gc.freeze)
-    atexit.register(gc.freeze)  # registered last, so it runs first among the exit hooks
 
 
 def remainder(argv: list[str] | None = None) -> str:
