@@ -38,6 +38,8 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from precompile import precompile
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -455,6 +457,7 @@ def main() -> int:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _terminate)
+    precompile()  # see bench/precompile.py
     state = Path(tempfile.mkdtemp(prefix="aep-drill-bench-", dir="/tmp"))
     state.chmod(0o755)
     logs = state / "bench-logs"

@@ -39,6 +39,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from precompile import precompile
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PEERS = REPO / "bench" / ".peers"
@@ -204,6 +206,7 @@ def main() -> int:
                         help="sessions keep the login user's HOME (and run its ~/.bashrc)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    precompile()  # see bench/precompile.py
     tools = [t for t in TOOLS if t in args.only.split(",")]
     fleet_class = real_home_fleet() if args.real_home else isolated_home_fleet()
 

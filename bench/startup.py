@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from precompile import precompile
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TARGET_INV_LIST = 0.3
@@ -35,6 +37,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
+    precompile()  # see bench/precompile.py
     env = {**os.environ, "AEP_OPS_STATE_DIR": tempfile.mkdtemp(prefix="aep-bench-")}
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],

@@ -175,8 +175,7 @@ class SshExecutor:
     def _connect(self) -> paramiko.SSHClient:
         import paramiko
 
-        if not os.path.isfile(self.identity):
-            raise ExecutionError(f"{self.target}: SSH identity file {self.identity} does not exist")
+        pkey = _identity(self.identity, self.target)
         client = paramiko.SSHClient()
         try:
             _install_host_keys(client, self.known_hosts, self.host, self.port)
@@ -191,7 +190,7 @@ class SshExecutor:
                 self.host,
                 port=self.port,
                 username=self.user,
-                key_filename=self.identity,
+                pkey=pkey,
                 look_for_keys=False,
                 allow_agent=False,
                 timeout=self.connect_timeout,
@@ -321,6 +320,35 @@ def _reject_unknown(executor: SshExecutor) -> paramiko.MissingHostKeyPolicy:
             raise HostKeyError(executor._unknown_key_message(key))
 
     return _Reject()
+
+
+# The identity is parsed once per process and file version. Given a key_filename, paramiko
+# parses the file for every connection, trying each key class in turn (an ed25519 key is
+# read three times; an RSA key is validated by OpenSSL each time): CPU a fan-out pays per host.
+_identities: dict[tuple, Any] = {}
+_identities_lock = threading.Lock()
+
+
+def _identity(path: str, target: str) -> Any:
+    import paramiko
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise ExecutionError(f"{target}: SSH identity file {path} does not exist") from None
+    version = (os.path.abspath(path), st.st_ino, st.st_mtime_ns, st.st_size)
+    with _identities_lock:
+        key = _identities.get(version)
+        if key is None:
+            try:
+                key = paramiko.PKey.from_path(path)
+            except (paramiko.PasswordRequiredException, TypeError):  # cryptography: TypeError, no password
+                raise ExecutionError(f"{target}: SSH identity {path} is passphrase-protected; aep-ops needs a key"
+                                     " without a passphrase (load it from a secret store onto disk for the run)") from None
+            except (paramiko.SSHException, OSError, ValueError) as exc:
+                raise ExecutionError(f"{target}: cannot read SSH identity {path}: {exc}") from None
+            _identities[version] = key
+        return key
 
 
 # known_hosts parsed once per process and file version, indexed by host name. paramiko's

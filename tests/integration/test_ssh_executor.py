@@ -157,3 +157,35 @@ def test_fleet_reports_each_host_and_returns_at_the_deadline(ssh_host_factory):
     for late in (hung, "silent"):
         assert outcome[late].status == "unreachable" and "no answer within 2s" in outcome[late].error
     assert not result.ok
+
+
+def test_identity_problems_are_one_line_naming_the_file(ssh_host, tmp_path):
+    import subprocess
+
+    missing = tmp_path / "no_such_key"
+    garbage = tmp_path / "garbage_key"
+    garbage.write_text("not a key\n")
+    locked = tmp_path / "locked_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret-phrase", "-f", str(locked)], check=True)
+
+    for path, expected in ((missing, "does not exist"), (garbage, "cannot read SSH identity"),
+                           (locked, "passphrase-protected")):
+        with ssh_host.executor(identity=path) as ex, pytest.raises(ExecutionError) as caught:
+            ex.run(["true"])
+        message = str(caught.value)
+        assert expected in message and str(path) in message and "\n" not in message
+        assert "s3cret-phrase" not in message
+
+
+def test_the_identity_is_read_again_when_the_file_changes(ssh_host, tmp_path):
+    """Keys are parsed once per process, but a rotated key file is picked up (keyed by version)."""
+    import shutil
+
+    identity = tmp_path / "id"
+    shutil.copy(ssh_host.identity, identity)
+    with ssh_host.executor(identity=identity) as ex:
+        assert ex.run(["true"]).ok
+    generate_key(tmp_path / "other", comment="not authorised")
+    shutil.copy(tmp_path / "other", identity)
+    with ssh_host.executor(identity=identity) as ex, pytest.raises(ExecutionError, match="authentication"):
+        ex.run(["true"])
