@@ -46,17 +46,21 @@ def show(c, id):
 
 @task
 def check(c):
-    """Fail on any drift between runbooks/*.md and the registered runbook functions."""
+    """Fail on any drift between runbooks/*.md and the runbook functions, or a checklist link to nowhere."""
+    from aep_ops.engine.checklists import check_checklists
     from aep_ops.engine.markdown import check_drift, doc_dirs
     from aep_ops.tasks.plugins import runbook_dirs
 
     registry = _registry()
     problems = check_drift(registry, doc_dirs(runbook_dirs()))
+    checklists, checklist_problems = check_checklists(registry)
+    problems += checklist_problems
     if problems:
         for problem in problems:
             print(f"- {problem}")
         raise Exit(f"runbooks.check: {len(problems)} problem(s)", code=EXIT_FAILED)
-    print(f"runbooks.check: {len(registry)} runbooks, code and Markdown agree")
+    print(f"runbooks.check: {len(registry)} runbooks, code and Markdown agree;"
+          f" {checklists} checklists link to existing steps")
 
 
 def render_markdown(text: str) -> str:
