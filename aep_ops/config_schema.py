@@ -110,6 +110,7 @@ BACKUP = Section({
     "repo_path": Field(str, "repo1 on local disk (default STATE_DIR/pgbackrest/repo)"),
     "retention_full": Field(int, "full backups kept in repo1"),
     "process_max": Field(int),
+    "pgbackrest_bin": Field(str, "path of the pgbackrest program (default /usr/bin/pgbackrest)"),
     "max_age_hours": Field(int, "a drill takes a new backup when the newest is older than this"),
     "s3": S3_REPO,
 })

@@ -74,7 +74,9 @@ def local_db(settings: Any) -> LocalDb:
     root = pg_root(settings) / "aep-source"
     cluster = LocalCluster(root / "data", int(pg.get("port") or DEFAULT_PORT), root / "sock",
                            os_user=pg.get("os_user") or "postgres", bindir=pg.get("bindir"))
-    backrest = PgBackRest(backrest_config(settings, cluster), os_user=cluster.os_user)
+    backup = settings.env.get("backup") or {}
+    backrest = PgBackRest(backrest_config(settings, cluster), os_user=cluster.os_user,
+                          **({"binary": backup["pgbackrest_bin"]} if backup.get("pgbackrest_bin") else {}))
     return LocalDb(cluster=cluster, backrest=backrest, dbname=pg.get("dbname") or DEFAULT_DBNAME,
                    archive_timeout=int(pg.get("archive_timeout") or 60),
                    extra_settings=dict(pg.get("settings") or {}))

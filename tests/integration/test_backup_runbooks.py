@@ -126,3 +126,14 @@ def test_verify_reports_a_wal_gap_in_the_repo(source, cli):
     finally:
         shutil.move(aside, victim)
     cli("backup.verify", check_rc=0)
+
+
+def test_a_missing_pgbackrest_is_one_line_exit_2_and_no_backup(source, cli):
+    before = json.loads(cli("backup.list", "--json", check_rc=0).stdout)
+    elsewhere = {"AEP_OPS_ENVIRONMENTS__LOCAL__BACKUP__PGBACKREST_BIN": "/opt/nowhere/pgbackrest"}
+    for task in (["backup.run"], ["backup.list"]):
+        proc = cli(*task, env=elsewhere, check_rc=2)
+        human = [ln for ln in proc.stderr.splitlines() if not ln.startswith("{")]  # off a TTY, logs are JSON
+        assert human[-1].startswith("error: pgBackRest not found at /opt/nowhere/pgbackrest: install pgbackrest")
+        assert "Traceback" not in proc.stdout + proc.stderr
+    assert json.loads(cli("backup.list", "--json", check_rc=0).stdout) == before
