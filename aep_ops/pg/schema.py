@@ -109,7 +109,10 @@ create index if not exists drill_markers_label_idx on drill_markers (label);
 """
 
 # Each statement tops its table up to the target count; %(x)s are per-scale parameters.
-_USERS_CTE = "with u as (select id, row_number() over (order by id) as rn, count(*) over () as n from users)"
+# ``n`` comes from a one-row CTE, not from a window over ``u``: with ``u.rn = 1 + g % u.n`` the
+# join key depended on both sides, so PostgreSQL could only nest-loop it (quadratic in scale).
+_USERS_CTE = ("with u as (select id, row_number() over (order by id) as rn from users),"
+              " un as (select count(*) as n from users)")
 SEED = {
     "roles": """insert into roles (name, description)
         select r, initcap(r) || ' role' from unnest(array['owner', 'admin', 'editor', 'viewer', 'auditor']) r
@@ -145,20 +148,20 @@ SEED = {
                case when g %% 10 = 0 then now() end, ('10.' || g %% 250 || '.' || g %% 200 || '.7')::inet,
                (array['Mozilla/5.0 (X11; Linux x86_64)', 'Mozilla/5.0 (Macintosh)', 'aep-cli/2.3'])[1 + g %% 3]
         from generate_series(1, greatest(%(sessions)s - (select count(*) from sessions), 0)::int) g
-        join u on u.rn = 1 + g %% u.n""",
+        cross join un join u on u.rn = 1 + g %% un.n""",
     "projects": _USERS_CTE + """
         insert into projects (owner_id, slug, name, visibility, archived_at)
         select u.id, 'project-' || g, 'Project ' || g,
                (array['private', 'internal', 'public'])[1 + g %% 3], case when g %% 20 = 0 then now() end
-        from generate_series(1, %(projects)s::int) g join u on u.rn = 1 + (g * 7) %% u.n
+        from generate_series(1, %(projects)s::int) g cross join un join u on u.rn = 1 + (g * 7) %% un.n
         on conflict (slug) do nothing""",
-    "documents": _USERS_CTE + """, p as (select id, row_number() over (order by id) as rn, count(*) over () as n
-                                  from projects)
+    "documents": _USERS_CTE + """, p as (select id, row_number() over (order by id) as rn from projects),
+                                  pn as (select count(*) as n from projects)
         insert into documents (project_id, author_id, title, body, version, metadata)
         select p.id, u.id, 'Document ' || g, repeat('Lorem ipsum dolor sit amet. ', 5 + g %% 40), 1 + g %% 7,
                jsonb_build_object('tags', jsonb_build_array('t' || g %% 9), 'words', 25 + g %% 200)
         from generate_series(1, greatest(%(documents)s - (select count(*) from documents), 0)::int) g
-        join p on p.rn = 1 + g %% p.n join u on u.rn = 1 + (g * 13) %% u.n""",
+        cross join un cross join pn join p on p.rn = 1 + g %% pn.n join u on u.rn = 1 + (g * 13) %% un.n""",
     "audit_events": _USERS_CTE + """
         insert into audit_events (occurred_at, actor_id, action, target_type, target_id, ip_address, details)
         select now() - make_interval(secs => g * 37), u.id,
@@ -166,7 +169,7 @@ SEED = {
                (array['session', 'session', 'document', 'project', 'user'])[1 + g %% 5], (g %% 997)::text,
                ('192.0.2.' || g %% 250)::inet, jsonb_build_object('request_id', md5(g::text))
         from generate_series(1, greatest(%(audit_events)s - (select count(*) from audit_events), 0)::int) g
-        join u on u.rn = 1 + g %% u.n""",
+        cross join un join u on u.rn = 1 + g %% un.n""",
 }
 
 
