@@ -59,6 +59,12 @@ class SourceFacts:
     vpc_security_group_ids: tuple[str, ...]
     db_parameter_group_name: str | None
     created_at: datetime | None = None
+    publicly_accessible: bool = False
+    storage_type: str | None = None
+    iops: int | None = None
+    storage_throughput: int | None = None
+    option_group_name: str | None = None
+    iam_auth: bool = False
     dbi_resource_id: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -113,6 +119,12 @@ def source_facts(rds: Any, instance_id: str, *, now: datetime | None = None) -> 
         vpc_security_group_ids=tuple(g["VpcSecurityGroupId"] for g in instance.get("VpcSecurityGroups") or []),
         db_parameter_group_name=groups[0]["DBParameterGroupName"] if groups else None,
         created_at=created,
+        publicly_accessible=bool(instance.get("PubliclyAccessible")),
+        storage_type=instance.get("StorageType"),
+        iops=instance.get("Iops"),
+        storage_throughput=instance.get("StorageThroughput"),
+        option_group_name=((instance.get("OptionGroupMemberships") or [{}])[0]).get("OptionGroupName"),
+        iam_auth=bool(instance.get("IAMDatabaseAuthenticationEnabled")),
         dbi_resource_id=dbi,
         tags=tags_of(rds, instance),
     )

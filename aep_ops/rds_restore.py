@@ -63,19 +63,35 @@ def restore_request(facts: SourceFacts, *, new_id: str, target_time: datetime, r
                     instance_class: str | None = None) -> dict[str, Any]:
     """The RestoreDBInstanceToPointInTime parameters (pure: printed by --dry-run, asserted in tests).
 
-    Network and parameter group are copied from the source because RDS otherwise puts the copy in
-    the default VPC security group and default parameter group, where the app cannot reach it or
-    it behaves differently. Never UseLatestRestorableTime: the time is always explicit.
+    Network, parameter and option groups are copied from the source because RDS otherwise puts
+    the copy in the default VPC security group and default groups, where the app cannot reach it
+    or it behaves differently. Exposure is copied explicitly (RDS's default for
+    PubliclyAccessible depends on the subnet group: a copy of production data must never be more
+    reachable than production), and so is the storage (type, IOPS, throughput: the restore and
+    the first hours after it run on that storage, and the RTO with them). The copy is single-AZ:
+    faster to create; after a cutover, make it Multi-AZ online (`modify-db-instance --multi-az`).
+    Never UseLatestRestorableTime: the time is always explicit.
     """
     request: dict[str, Any] = {
         "SourceDBInstanceIdentifier": facts.instance_id,
         "TargetDBInstanceIdentifier": new_id,
         "RestoreTime": target_time,
         "DBInstanceClass": instance_class or facts.instance_class,
+        "PubliclyAccessible": facts.publicly_accessible,
+        "MultiAZ": False,
+        "EnableIAMDatabaseAuthentication": facts.iam_auth,
         "CopyTagsToSnapshot": True,
         "DeletionProtection": False,
         "Tags": restore_tags(facts.instance_id, run_id, target_time),
     }
+    if facts.storage_type:
+        request["StorageType"] = facts.storage_type
+    if facts.iops and facts.storage_type in ("io1", "io2", "gp3"):
+        request["Iops"] = facts.iops
+    if facts.storage_throughput and facts.storage_type == "gp3":
+        request["StorageThroughput"] = facts.storage_throughput
+    if facts.option_group_name and not facts.option_group_name.startswith("default:"):  # RDS picks the default
+        request["OptionGroupName"] = facts.option_group_name
     if facts.db_subnet_group_name:
         request["DBSubnetGroupName"] = facts.db_subnet_group_name
     if facts.vpc_security_group_ids:

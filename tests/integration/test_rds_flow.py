@@ -68,13 +68,14 @@ def source(aws):
         DBInstanceIdentifier=SOURCE, DBInstanceClass="db.t4g.medium", Engine="postgres", EngineVersion="15.5",
         MasterUsername="aep_admin", MasterUserPassword="not-a-real-password", AllocatedStorage=20,
         BackupRetentionPeriod=7, DBSubnetGroupName="aep-db-private", VpcSecurityGroupIds=[sg],
-        DBParameterGroupName="aep-postgres15", Tags=[{"Key": "app", "Value": "aep"}])
+        DBParameterGroupName="aep-postgres15", Tags=[{"Key": "app", "Value": "aep"}],
+        StorageType="io1", Iops=3000, PubliclyAccessible=False, EnableIAMDatabaseAuthentication=True)
     return {"rds": rds, "sg": sg, "settings": aws}
 
 
 def count_restore_calls(rds) -> list:
     calls: list = []
-    rds.meta.events.register("before-call.rds.RestoreDBInstanceToPointInTime", lambda **kw: calls.append(kw))
+    rds.meta.events.register("provide-client-params.rds.RestoreDBInstanceToPointInTime", lambda **kw: calls.append(kw))
     return calls
 
 
@@ -106,6 +107,10 @@ def test_facts_restore_resume_list_and_cleanup(source):
     assert [g["DBParameterGroupName"] for g in made["DBParameterGroups"]] == ["aep-postgres15"]
     assert [g["VpcSecurityGroupId"] for g in made["VpcSecurityGroups"]] == [sg]
     assert made["DeletionProtection"] is False and made["CopyTagsToSnapshot"] is True
+    sent = calls[0]["params"]  # what RDS was asked for (moto copies some of it from the source anyway)
+    assert (sent["PubliclyAccessible"], sent["MultiAZ"], sent["EnableIAMDatabaseAuthentication"]) == (False, False, True)
+    assert (sent["StorageType"], sent["Iops"]) == ("io1", 3000) and "UseLatestRestorableTime" not in sent
+    assert made["PubliclyAccessible"] is False and made["StorageType"] == "io1"
 
     # Resume after a kill: same source and target -> the same instance, no second RestoreDBInstance call.
     facts2 = source_facts(rds, SOURCE)
