@@ -106,7 +106,7 @@ class RdsBackend:
     def free_bytes(self) -> int | None:
         return None  # RDS allocates storage for the new instance itself
 
-    def wait_until_restorable(self, target: datetime, progress: Any, timeout: float = 900) -> None:
+    def wait_until_restorable(self, target: datetime, progress: Any, timeout: float = 900, poll: float = 15) -> None:
         """RDS ships WAL to S3 every few minutes: wait until LatestRestorableTime passes the target."""
         deadline = time.monotonic() + timeout
         while True:
@@ -114,10 +114,12 @@ class RdsBackend:
             if latest is not None and latest >= target:
                 return
             if time.monotonic() > deadline:
-                raise StepFailed(f"{self.source_id}: LatestRestorableTime {latest} did not reach the target"
-                                 f" {target.isoformat()} within {timeout:.0f}s")
-            progress(f"waiting for RDS to make {target.isoformat()} restorable (now {latest})")
-            time.sleep(15)
+                raise StepFailed(f"{self.source_id}: LatestRestorableTime {latest.isoformat() if latest else 'unknown'}"
+                                 f" did not reach the target {target.isoformat()} within {timeout:.0f}s; RDS may"
+                                 " have stopped shipping WAL: check the instance's events, or pass an older target")
+            progress(f"waiting for RDS to make {target.isoformat()} restorable"
+                     f" (restorable up to {latest.isoformat() if latest else 'unknown'})")
+            time.sleep(poll)
 
     def discard(self, name: str) -> bool:
         from aep_ops.rds_restore import delete_restored

@@ -458,3 +458,34 @@ def test_unreachable_endpoint_and_bad_parameters_are_translated_without_values(m
     report = "Invalid type for parameter SecretString, value: hunter2-secret, type: <class 'int'>, valid types: str"
     error = translate(ParamValidationError(report=report), doing="writing a new version of secret aep/db", client=rds)
     assert "hunter2-secret" not in str(error) and "parameter SecretString" in str(error)
+
+
+# --- waiting for the drill's sentinel to become restorable --------------------------------------
+
+def _backend(rds):
+    from aep_ops.backend_rds import RdsBackend
+
+    backend = RdsBackend.__new__(RdsBackend)  # no settings needed: the stubbed client is the API
+    backend.rds, backend.source_id = rds, SOURCE
+    return backend
+
+
+def test_the_drill_waits_until_rds_can_restore_its_target(rds):
+    target = LATEST + timedelta(minutes=3)
+    for latest in (LATEST, LATEST + timedelta(minutes=2), target + timedelta(seconds=40)):
+        stub_facts(rds, db_instance(LatestRestorableTime=latest))
+    progress: list[str] = []
+
+    _backend(rds).wait_until_restorable(target, progress.append, timeout=60, poll=0)
+
+    assert progress == [f"waiting for RDS to make {target.isoformat()} restorable (restorable up to {t})"
+                        for t in ("2026-11-26T11:55:00+00:00", "2026-11-26T11:57:00+00:00")]
+
+
+def test_a_target_rds_never_reaches_fails_the_step_with_what_to_check(rds):
+    from aep_ops.errors import StepFailed
+
+    stub_facts(rds)
+    with pytest.raises(StepFailed, match=r"aep-prod: LatestRestorableTime 2026-11-26T11:55:00\+00:00 did not reach"
+                                         r" the target 2026-11-26T12:10:00\+00:00 within 0s; RDS may have stopped"):
+        _backend(rds).wait_until_restorable(LATEST + timedelta(minutes=15), lambda _: None, timeout=0, poll=0)
