@@ -14,7 +14,9 @@ deletion of its scratch copy is awaited and dirty pages are flushed (sync): othe
 runs next pays for the other's leftovers. One untimed warm-up pair runs first (``--no-warmup``
 to skip it): the first restore after the 1 GB load runs cold, 2-2.5x slower than the next
 ones, whichever tool does it. ``--repeat N`` runs N judged drill + floor pairs and judges the
-medians (the machine may be shared).
+medians (the machine may be shared). The order alternates, floor first in pairs 1, 3, 5...
+(to the previous drill's target: the same backup set, a few seconds less WAL), so that
+whatever the first restore of a pair pays or leaves behind falls on both sides equally.
 
 Targets: drill restore phase <= 1.1 x floor total; drill end to end <= 1.5 x floor total;
 archive lag of an idle source <= archive_timeout + 5 s. Exit 0 when all are met, 1 when one
@@ -475,17 +477,27 @@ def main() -> int:
     try:
         res["setup"] = setup_source(state, env, port, args.scale, logs)
         res["runs"], res["warmup"] = [], None
+        last_report = None
         for i in range(-1 if args.warmup else 0, max(1, args.repeat)):
+            floor_first = i >= 0 and i % 2 == 0 and last_report is not None
             say("--- warm-up drill + floor pair (not judged)" if i < 0
-                else f"--- drill + floor pair {i + 1} of {args.repeat}")
+                else f"--- drill + floor pair {i + 1} of {args.repeat} ({'floor' if floor_first else 'drill'} first)")
+            if floor_first:  # to the previous drill's target: same backup set, a few seconds less WAL
+                before_floor = settle(state)
+                floor = {**floor_restore(state, last_report, logs), "settle": before_floor,
+                         "target_of_run": last_report.get("run_id")}
             before_drill = settle(state)
             seconds, rc, report, outside = run_drill(state, env, logs, i + 1)
             idle_since = time.monotonic()
             drill = {"seconds": round(seconds, 3), "exit": rc, "report": report, "settle": before_drill,
                      "process_outside_log_events": outside,
                      "journal": journal_steps(state, report.get("run_id") or "")}
-            before_floor = settle(state)
-            pair = {"drill": drill, "floor": {**floor_restore(state, report, logs), "settle": before_floor}}
+            if not floor_first:
+                before_floor = settle(state)
+                floor = {**floor_restore(state, report, logs), "settle": before_floor,
+                         "target_of_run": report.get("run_id")}
+            pair = {"order": "floor first" if floor_first else "drill first", "drill": drill, "floor": floor}
+            last_report = report
             if i < 0:
                 res["warmup"] = pair
             else:
@@ -510,9 +522,13 @@ def main() -> int:
                 say(f"run {i + 1} engine run {journal['run_seconds']} s of {run['drill']['seconds']:.2f} s whole"
                     f" process; {out['before_first_log_event']} s before the first log event,"
                     f" {out['after_last_log_event']} s after the last")
-            same = run["floor"]["last_replayed_commit"] == report.get("last_replayed_commit")
-            say(f"run {i + 1} last replayed commit: floor {run['floor']['last_replayed_commit']},"
-                f" drill {report.get('last_replayed_commit')} ({'same' if same else 'DIFFERENT'})")
+            if run["floor"]["target_of_run"] == report.get("run_id"):
+                same = run["floor"]["last_replayed_commit"] == report.get("last_replayed_commit")
+                say(f"run {i + 1} last replayed commit: floor {run['floor']['last_replayed_commit']},"
+                    f" drill {report.get('last_replayed_commit')} ({'same' if same else 'DIFFERENT'})")
+            else:
+                say(f"run {i + 1} ({run['order']}): the floor restored to the target of drill"
+                    f" {run['floor']['target_of_run']}, last replayed commit {run['floor']['last_replayed_commit']}")
         results = REPO / "bench" / "results"
         results.mkdir(parents=True, exist_ok=True)
         out = results / f"drill-{started_at.strftime('%Y%m%dT%H%M%SZ')}.json"
