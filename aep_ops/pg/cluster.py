@@ -97,6 +97,16 @@ class LocalCluster:
             return None
         return pid
 
+    def pm_status(self) -> str | None:
+        """The postmaster's state as it writes it in postmaster.pid (line 8, what ``pg_ctl -w``
+        reads): "starting", "standby" (a hot standby accepting connections), "ready" (a primary:
+        normal operation, so after a recovery, promoted), "stopping"; None when the line is absent."""
+        try:
+            lines = (self.datadir / "postmaster.pid").read_text().split("\n")
+        except OSError:
+            return None
+        return lines[7].strip() or None if len(lines) > 7 else None
+
     def dsn(self, dbname: str = "postgres", *, user: str | None = None) -> str:
         """libpq connection string over the unix socket (trust auth, reachable by root and postgres)."""
         from psycopg.conninfo import make_conninfo
@@ -242,6 +252,7 @@ class LocalCluster:
         server can still die later with "recovery ended before configured recovery target
         was reached". So: poll ``pg_is_in_recovery()``, check the postmaster is alive, and
         read the log for "recovery stopping before/after ..." (the proof a target was hit).
+        Connections are attempted only once postmaster.pid says "ready" (see ``pm_status``).
         """
         started = time.monotonic()
         deadline = started + timeout
@@ -269,7 +280,10 @@ class LocalCluster:
                         f"PostgreSQL at {self.datadir} exited during recovery: {_worst_line(seen) or 'no log output'}; "
                         f"log: {self.logfile}"
                     )
-                conn = conn if conn is not None and not conn.closed else self._try_connect()
+                if conn is None or conn.closed:
+                    # Connect once the postmaster says it runs as a primary: polling with connection
+                    # attempts would fork a backend per attempt while recovery needs the CPU.
+                    conn = self._try_connect() if self.pm_status() in ("ready", None) else None
                 if conn is not None and not self._in_recovery(conn):
                     for line in self.new_log_lines():
                         match = _STOP_RE.search(line)
