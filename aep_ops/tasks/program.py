@@ -11,7 +11,9 @@ from aep_ops import __version__
 
 
 class AepOpsProgram(Program):
-    """invoke's Program, except that a command-line mistake exits 2 (bad input), not 1."""
+    """invoke's Program, except that a command-line mistake exits 2 (bad input), not 1, and
+    that a plain task (``fleet.run``, ``runs.show``...) starts without importing every
+    runbook module: the whole namespace is built only when something needs it."""
 
     def parse_core(self, argv):
         try:
@@ -20,15 +22,32 @@ class AepOpsProgram(Program):
             print(exc, file=sys.stderr)
             sys.exit(2)
 
+    def parse_collection(self):
+        from aep_ops.tasks import build_namespace, plain_namespace
+
+        words = self.core.unparsed
+        listing = self.args.list.value or self.args.help.value or self.args.complete.value
+        plain = None if listing or not words or words[0].startswith("-") else plain_namespace(words[0])
+        self._plain = plain is not None
+        self.namespace = plain if plain is not None else build_namespace()
+        super().parse_collection()
+
     def parse_tasks(self):
         try:
             super().parse_tasks()
         except ParseError as exc:
+            if self._plain:  # e.g. two tasks on one line: parse again against the whole namespace
+                from aep_ops.tasks import build_namespace
+
+                self._plain = False
+                self.namespace = self.collection = build_namespace()
+                return self.parse_tasks()
             print(exc, file=sys.stderr)
             sys.exit(2)
 
 
 def main() -> None:
-    from aep_ops.tasks import build_namespace
+    from invoke import Collection
 
-    AepOpsProgram(namespace=build_namespace(), name="aep-ops", binary="aep-ops", version=__version__).run()
+    # The real namespace is chosen in parse_collection, once the task name is known.
+    AepOpsProgram(namespace=Collection(), name="aep-ops", binary="aep-ops", version=__version__).run()

@@ -22,6 +22,26 @@ def test_aep_ops_exposes_the_same_namespace_as_inv(cli, tmp_path):
     assert "aep-ops" in help_.stdout
 
 
+def test_a_plain_task_starts_without_the_runbook_modules_and_two_tasks_still_parse(cli, state_dir):
+    import subprocess
+    import sys
+
+    probe = ("import atexit, sys\n"
+             "atexit.register(lambda: print('RUNBOOK MODULES', sorted(m for m in sys.modules"
+             " if m in ('aep_ops.dr', 'aep_ops.pitr', 'aep_ops.patching', 'aep_ops.backup'))))\n"
+             "sys.argv = ['aep-ops'] + sys.argv[1:]\n"
+             "from aep_ops.tasks.program import main\n"
+             "main()\n")
+    plain = subprocess.run([sys.executable, "-c", probe, "runs.list"], capture_output=True, text=True)
+    assert plain.returncode == 0 and "RUNBOOK MODULES []" in plain.stdout, plain.stdout + plain.stderr
+    runbook = subprocess.run([sys.executable, "-c", probe, "dr.drill", "--help"], capture_output=True, text=True)
+    assert runbook.returncode == 0 and "'aep_ops.dr'" in runbook.stdout and "--read-only-source" in runbook.stdout
+
+    both = cli("runs.list", "config.show", tool="aep-ops", check_rc=0)  # the second task is not in runs
+    assert "state_dir:" in both.stdout
+    assert "No idea what 'runs.nope' is" in cli("runs.nope", tool="aep-ops", check_rc=2).stderr
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["demo.greet", "--env", "qa"], 2, "error: unknown environment 'qa'"),
     (["demo.greet", "--name", " "], 2, "error: --name must be a non-empty single line"),
