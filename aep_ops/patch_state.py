@@ -15,7 +15,7 @@ import threading
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from aep_ops.errors import StepFailed
 from aep_ops.redact import redact_obj
@@ -44,6 +44,7 @@ class RolloutState:
         self.path = path
         self.data = data
         self._lock = threading.Lock()
+        self.on_change: Callable[[str], None] | None = None  # e.g. RunContext.note: the journal gets each transition
 
     @classmethod
     def load(cls, path: Path) -> RolloutState | None:
@@ -107,6 +108,7 @@ class RolloutState:
             entry.pop("last_ok", None)
             entry["history"] = (entry.get("history") or [])[-(_HISTORY - 1):] + [{"at": entry["at"], "state": state}]
             self._write()
+        self._tell(f"{name}: {state}")
 
     def fail(self, name: str, step: str, error: str) -> None:
         """The host stays where it is; ``last_ok`` is where a resumed run continues from."""
@@ -117,6 +119,11 @@ class RolloutState:
             entry["history"] = (entry.get("history") or [])[-(_HISTORY - 1):] + [
                 {"at": entry["at"], "state": FAILED, "step": step, "error": error}]
             self._write()
+        self._tell(f"{name}: failed at {step}: {error}")
+
+    def _tell(self, message: str) -> None:
+        if self.on_change is not None:
+            self.on_change(message)
 
     def summary(self) -> dict[str, str]:
         """Name -> one word or 'failed at STEP', for results and messages."""

@@ -310,6 +310,7 @@ def run_hosts(ctx: RunContext, state: RolloutState, names: list[str], label: str
     """Patch ``names`` in parallel; each host ends done, up to date or failed (never raises)."""
     cfg, lb, hosts = PatchConfig.from_settings(ctx.settings), _load_balancer(ctx), state.hosts()
     ctx.progress(f"{label}: {', '.join(names)}")
+    state.on_change = ctx.note  # every host transition also goes to the journal (runs.show)
 
     def one(name: str) -> str:
         host = hosts[name]

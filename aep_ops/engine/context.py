@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from aep_ops.engine.step import OutputUnavailable
 
@@ -32,6 +32,13 @@ class RunContext:
     timings: dict[str, float] = field(default_factory=dict)  # step id -> seconds (this attempt)
     summary: dict[str, Any] = field(default_factory=dict)  # what the front door shows first (e.g. a dsn)
     out: IO[str] = field(default_factory=lambda: sys.stderr)
+    journal_note: Callable[[str], None] | None = None  # set by the runner for the running step
+
+    def note(self, message: str) -> None:
+        """Record ``message`` in the journal under the running step (``runs.show`` lists it).
+        For progress inside a step that a later reader needs: who was drained, what failed."""
+        if self.journal_note is not None and not self.dry_run:
+            self.journal_note(message)
 
     @property
     def env_name(self) -> str:

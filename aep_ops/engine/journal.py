@@ -25,6 +25,7 @@ RUN_SUCCEEDED = "succeeded"
 RUN_FAILED = "failed"
 RUN_VERIFICATION_FAILED = "verification_failed"
 RUN_INTERRUPTED = "interrupted"
+EVENT_NOTE = "note"  # a step_events row that records a note, not a state change of the step
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS runs (
@@ -171,6 +172,12 @@ class Journal:
                  _clean(plan), _dump(outputs or {}), _clean(error)))
         self._db.execute("INSERT INTO step_events (run_id, idx, step_id, status, at, note) VALUES (?, ?, ?, ?, ?, ?)",
                          (run_id, idx, step_id, status, at, _clean(note or error)))
+
+    def add_event(self, run_id: str, idx: int, step_id: str, note: str) -> None:
+        """A note inside a running step (e.g. one host's transition in a rollout), kept in
+        step_events beside the step's own state changes and shown by ``runs.show``."""
+        self._db.execute("INSERT INTO step_events (run_id, idx, step_id, status, at, note) VALUES (?, ?, ?, ?, ?, ?)",
+                         (run_id, idx, step_id, EVENT_NOTE, now_iso(), _clean(note)))
 
     def steps(self, run_id: str) -> list[StepRecord]:
         rows = self._db.query("SELECT * FROM steps WHERE run_id = ? ORDER BY idx", (run_id,))

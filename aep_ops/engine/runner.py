@@ -215,6 +215,7 @@ def _one_step(step: Step, number: int, ctx: RunContext, journal: jr.Journal, pri
         raise StepFailed(f"step {step.id} was interrupted while applying and is not idempotent;"
                          f" check its effect by hand ({prior.plan}), then start a new run")
     journal.set_step(ctx.run_id, number, step.id, RUNNING, title=step.title)
+    ctx.journal_note = lambda message: journal.add_event(ctx.run_id, number, step.id, message)
     with deadline(step.timeout, f"step {step.id}"):
         plan = step.check(ctx)
         if plan.status == "unknown":

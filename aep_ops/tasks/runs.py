@@ -51,5 +51,11 @@ def show(c, run_id, json=False):
         print(f"  params: {run.params}")
         if run.error:
             print(f"  error: {run.error}")
+        from aep_ops.engine.journal import EVENT_NOTE
+
+        notes = [e for e in journal.events(run_id) if e["status"] == EVENT_NOTE]
         for s in steps:
             print(f"  {s.idx}. {s.step_id:<24} {s.status:<10} {s.plan or ''}" + (f"  error: {s.error}" if s.error else ""))
+            for e in notes:
+                if e["idx"] == s.idx:
+                    print(f"       {e['at'][11:23]}  {e['note']}")

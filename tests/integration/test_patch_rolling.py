@@ -143,6 +143,15 @@ def test_rollout_halts_at_the_threshold_keeps_failed_hosts_drained_and_resume_fi
     assert states["h05"] == ("failed", "upgrade") and states["h06"] == ("failed", "health")
     assert states["h01"] == ("done", None) and states["h09"] == ("pending", None)
     assert states["h11"] == ("up_to_date", None)
+    # The journal has every host transition under the step that made it (runs.show).
+    shown = json.loads(cli("runs.show", result["run_id"], "--json", env=env, check_rc=0).stdout)
+    notes = [(e["step_id"], e["note"]) for e in shown["events"] if e["status"] == "note"]
+    assert [n for s, n in notes if s == "run_canary" and n.startswith("h01: ")] == [
+        "h01: checked", "h01: drained", "h01: upgraded", "h01: rebooted", "h01: healthy", "h01: done"]
+    assert any(s == "run_batches" and n.startswith("h05: failed at upgrade: ") and "exited 100" in n for s, n in notes)
+    assert not any(n.startswith(("h09: ", "h11: ")) for _, n in notes), "untouched hosts have no transitions"
+    human = cli("runs.show", result["run_id"], env=env, check_rc=0).stdout
+    assert "h06: failed at health" in human and "h07: done" in human
 
     # A new run would see h06 as up to date and leave it drained: it is refused until this one is finished.
     fresh = cli("patch.rolling", "--env", "staging", env=env, timeout=60)
