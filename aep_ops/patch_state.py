@@ -125,6 +125,20 @@ class RolloutState:
         if self.on_change is not None:
             self.on_change(message)
 
+    def out_of_service(self) -> list[str]:
+        """'name (state)' of the hosts this rollout took out of service and never finished."""
+        return [f"{n} ({s})" for n, s in self.summary().items() if s not in FINISHED and self.data["hosts"][n].get("lb")]
+
+    @property
+    def abandoned(self) -> dict[str, Any] | None:
+        return self.data.get("abandoned")
+
+    def abandon(self, *, by: str, reason: str) -> None:
+        """Give the rollout up: later runs may start; its hosts stay exactly where they are."""
+        with self._lock:
+            self.data["abandoned"] = {"by": by, "at": now(), "reason": reason}
+            self._write()
+
     def summary(self) -> dict[str, str]:
         """Name -> one word or 'failed at STEP', for results and messages."""
         with self._lock:
@@ -150,8 +164,9 @@ def left_out_of_service(state_dir: Path, env: str, *, except_run: str | None) ->
         if path.stem == except_run:
             continue
         state = RolloutState.load(path)
-        hosts = [f"{n} ({s})" for n, s in state.summary().items()  # type: ignore[union-attr]
-                 if s not in FINISHED and state.data["hosts"][n].get("lb")]  # type: ignore[union-attr]
+        if state is None or state.abandoned:
+            continue
+        hosts = state.out_of_service()
         if hosts:
             found[path.stem] = hosts
     return found

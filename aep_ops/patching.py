@@ -130,7 +130,12 @@ def _load_balancer(ctx: RunContext) -> Any:
 def _state(ctx: RunContext) -> RolloutState | None:
     if ctx.dry_run or not ctx.run_id:
         return None
-    return RolloutState.load(state_path(ctx.state_dir, ctx.env_name, ctx.run_id))
+    state = RolloutState.load(state_path(ctx.state_dir, ctx.env_name, ctx.run_id))
+    if state is not None and state.abandoned:
+        a = state.abandoned
+        raise UsageError(f"run {ctx.run_id} was abandoned by {a['by']} at {a['at']} ({a['reason']});"
+                         " start a new run instead of resuming it")
+    return state
 
 
 def _ensure_state(ctx: RunContext) -> RolloutState:

@@ -131,7 +131,7 @@ def _run(rb: Runbook, settings: Any, journal: jr.Journal, params: dict[str, Any]
         run_id = jr.new_run_id()
     ctx = _prepare(rb, settings, params, options, out, run_id)
     params = {p.name: ctx.params[p.name] for p in rb.params}
-    lock = _lock_for(settings, journal, f"{rb.id}@{settings.env_name}") if rb.mutating else _NoLock()
+    lock = lock_for(settings, journal, f"{rb.id}@{settings.env_name}") if rb.mutating else _NoLock()
     lock.acquire(Holder.me(run_id))
     try:
         bind(run_id=run_id)
@@ -285,7 +285,9 @@ def _load_resumable(journal: jr.Journal, run_id: str, rb: Runbook, settings: Any
     return prior
 
 
-def _lock_for(settings: Any, journal: jr.Journal, key: str) -> FileLock | AdvisoryLock:
+def lock_for(settings: Any, journal: jr.Journal, key: str) -> FileLock | AdvisoryLock:
+    """The lock that keeps runs of one runbook on one environment apart (also for tasks that
+    change a runbook's state outside a run, such as patch.abandon)."""
     if journal.kind == "postgres":
         return AdvisoryLock(settings.secret(settings.get("journal.dsn")), key)
     return FileLock(settings.state_dir / "locks", key)

@@ -1,4 +1,4 @@
-"""``patch.status``: where every host of a rollout is (patched, drained, failed at which step)."""
+"""``patch.status`` (where every host of a rollout is) and ``patch.abandon`` (give a stuck rollout up)."""
 
 from __future__ import annotations
 
@@ -29,3 +29,24 @@ def status(c, env=None, run=None, json=False):
         for r in report["hosts"]:
             print(f"  {r['host']:<{width}}  {r['state']:<12} {r['failed_step'] or '':<8} {r['packages']:>4}  {r['at']}"
                   + (f"\n  {'':<{width}}  error: {r['error']}" if r["error"] else ""))
+
+
+@task(help={"run": "the patch.rolling run id to give up", "env": "environment (default: local)",
+            "reason": "why (required; goes to the audit log)", "yes": "approve on a production environment",
+            "json": "print JSON"})
+def abandon(c, run, env=None, reason="", yes=False, json=False):
+    """Give up a rollout that cannot be finished, so that new ones may start; its hosts stay as they are."""
+    from aep_ops.patch_abandon import abandon_rollout
+
+    with front_door():
+        settings = load_settings(env)
+        result = abandon_rollout(settings, run, reason=reason, yes=yes)
+        if json:
+            print_json(result)
+            return
+        a = result["abandoned"]
+        print(f"run {run} {'abandoned' if result['changed'] else 'was already abandoned'} by {a['by']} at {a['at']}:"
+              f" {a['reason']}")
+        if result["out_of_service"]:
+            print(f"still out of service, to handle by hand: {', '.join(result['out_of_service'])}"
+                  f" (`inv patch.status --env {settings.env_name} --run {run}`)")

@@ -10,6 +10,29 @@ from invoke.exceptions import ParseError
 from aep_ops import __version__
 
 
+HELP_FLAGS = ("--help", "-h")
+
+
+def route_task_help(program: Program) -> None:
+    """``TASK --help`` shows the task's help even when the task takes a positional argument
+    (``runs.show RUN_ID``): invoke's parser would take '--help' as that argument's value. Call
+    it once the core flags are parsed and before the tasks are; it turns the line into
+    invoke's own ``--help TASK``."""
+    core = getattr(program, "core", None)
+    words = list(getattr(core, "unparsed", None) or [])
+    words = words[:words.index("--")] if "--" in words else words
+    if len(words) >= 2 and not words[0].startswith("-") and any(w in HELP_FLAGS for w in words[1:]):
+        program.args.help.value = words[0]
+        core.unparsed = []
+
+
+def route_inv_task_help() -> None:
+    """The same for ``inv``, whose Program is invoke's own (tasks.py is loaded mid-parse)."""
+    from invoke.main import program
+
+    route_task_help(program)
+
+
 class AepOpsProgram(Program):
     """invoke's Program, except that a command-line mistake exits 2 (bad input), not 1, and
     that a plain task (``fleet.run``, ``runs.show``...) starts without importing every
@@ -30,6 +53,7 @@ class AepOpsProgram(Program):
         plain = None if listing or not words or words[0].startswith("-") else plain_namespace(words[0])
         self._plain = plain is not None
         self.namespace = plain if plain is not None else build_namespace()
+        route_task_help(self)
         super().parse_collection()
 
     def parse_tasks(self):
@@ -50,4 +74,10 @@ def main() -> None:
     from invoke import Collection
 
     # The real namespace is chosen in parse_collection, once the task name is known.
-    AepOpsProgram(namespace=Collection(), name="aep-ops", binary="aep-ops", version=__version__).run()
+    try:
+        AepOpsProgram(namespace=Collection(), name="aep-ops", binary="aep-ops", version=__version__).run()
+    except BrokenPipeError:  # `aep-ops --list | head`: the reader left; no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)

@@ -42,6 +42,18 @@ def test_a_plain_task_starts_without_the_runbook_modules_and_two_tasks_still_par
     assert "No idea what 'runs.nope' is" in cli("runs.nope", tool="aep-ops", check_rc=2).stderr
 
 
+def test_help_works_for_every_task_through_both_front_doors(cli):
+    """Also for tasks with a positional argument (runs.show RUN_ID), where invoke's parser would
+    take '--help' as the argument's value."""
+    names = task_names(cli("--list", tool="aep-ops", check_rc=0).stdout)
+    assert len(names) >= 25
+    for name in names:
+        for tool in ("aep-ops", "inv"):
+            proc = cli(name, "--help", tool=tool)
+            assert proc.returncode == 0 and f"] {name} [" in proc.stdout and "Docstring:" in proc.stdout, (tool, name)
+    assert "Docstring:" in cli("patch.abandon", "-h", tool="aep-ops", check_rc=0).stdout
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["demo.greet", "--env", "qa"], 2, "error: unknown environment 'qa'"),
     (["demo.greet", "--name", " "], 2, "error: --name must be a non-empty single line"),

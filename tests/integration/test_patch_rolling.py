@@ -282,3 +282,41 @@ def test_a_run_killed_mid_host_resumes_from_that_hosts_last_transition(cli, flee
     h01 = fleet.by_name("h01")
     assert h01.calls().count("upgrade") == 1 and h01.reboots == 1 and h01.calls().count("reboot") == 1
     assert all(h.pending() == [] and h.reboots == 1 for h in fleet.hosts)
+
+
+def test_a_stuck_rollout_can_be_abandoned_with_a_reason_then_new_runs_start(cli, fleet, moto_server, tmp_path,
+                                                                             state_dir):
+    fleet.add(3)
+    for host in fleet.hosts:
+        host.set_pending(["openssl"], reboot=False)
+    h = fleet.by_name
+    aws = aws_setup(moto_server, fleet)
+    env = write_config(tmp_path, moto_server, fleet, aws)
+    ids = {host.instance_id: host.name for host in fleet.hosts}
+    h("h02").flag("fail-upgrade")  # say h02 is then decommissioned: its run can never be finished
+    failed = json.loads(cli("patch.rolling", "--env", "staging", "--json", env=env, timeout=120).stdout)
+    assert failed["status"] == "failed" and set(failed["failed"]) == {"h02"}
+    run_id = failed["run_id"]
+    assert cli("patch.rolling", "--env", "staging", env=env, timeout=60).returncode == 2
+
+    assert "--reason is required" in cli("patch.abandon", run_id, "--env", "staging", env=env, check_rc=2).stderr
+    assert "needs --yes" in cli("patch.abandon", run_id, "--env", "prod", "--reason", "gone", env=env,
+                                check_rc=4).stderr
+    out = cli("patch.abandon", run_id, "--env", "staging", "--reason", "h02 decommissioned (INC-42)", env=env,
+              check_rc=0).stdout
+    assert f"run {run_id} abandoned by " in out and "still out of service, to handle by hand: h02 (failed at upgrade)" in out
+    assert "already abandoned" in cli("patch.abandon", run_id, "--env", "staging", "--reason", "again", env=env,
+                                      check_rc=0).stdout
+    assert {ids[i] for i in set(ids) - registered(aws)} == {"h02"}, "abandoning touches no host"
+    record = [json.loads(line) for line in (state_dir / "logs" / "audit.jsonl").read_text().splitlines()
+              if '"patch.abandon"' in line]
+    assert len(record) == 1 and record[0]["args"]["reason"] == "h02 decommissioned (INC-42)"
+
+    resumed = cli("patch.rolling", "--env", "staging", "--resume", run_id, env=env, timeout=60)
+    assert resumed.returncode == 2 and f"run {run_id} was abandoned by " in resumed.stderr
+    # The on-call engineer puts the replacement host (same name) in service by hand, as the message says.
+    h("h02").flag("fail-upgrade", on=False)
+    aws["elb"].register_targets(TargetGroupArn=aws["tg"], Targets=[{"Id": h("h02").instance_id}])
+    fresh = cli("patch.rolling", "--env", "staging", "--json", env=env, timeout=120)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert registered(aws) == set(ids) and all(host.pending() == [] for host in fleet.hosts)
