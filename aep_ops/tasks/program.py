@@ -38,6 +38,8 @@ class AepOpsProgram(Program):
     that a plain task (``fleet.run``, ``runs.show``...) starts without importing every
     runbook module: the whole namespace is built only when something needs it."""
 
+    _plain = False  # parse_collection chose a namespace of plain tasks only
+
     def parse_core(self, argv):
         try:
             super().parse_core(argv)
