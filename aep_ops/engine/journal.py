@@ -12,6 +12,7 @@ import os
 import secrets
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -225,7 +226,7 @@ class _SqliteDb(_Db):
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(self._conn)
         self._conn.execute("PRAGMA synchronous=NORMAL")
 
     def execute(self, sql: str, args: tuple = ()) -> None:
@@ -238,6 +239,21 @@ class _SqliteDb(_Db):
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _switch_to_wal(conn: sqlite3.Connection, patience: float = 10.0) -> None:
+    """``PRAGMA journal_mode=WAL``, retried: when two processes open a new journal at once,
+    SQLite answers the second "database is locked" at once instead of waiting its busy
+    timeout (seen when two runs start together on a fresh state directory)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class _PostgresDb(_Db):
