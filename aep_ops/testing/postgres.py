@@ -8,6 +8,7 @@ that says to run ``make test``, never a skip: a test that skips in CI is a fixtu
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import tempfile
@@ -194,6 +195,10 @@ def stop_clusters_under(base: Path) -> None:
     from aep_ops.executors.local import LocalExecutor
     from aep_ops.pg.bin import pg_bin
 
-    for pidfile in Path(base).rglob("postmaster.pid"):
-        LocalExecutor().run([pg_bin("pg_ctl"), "-D", str(pidfile.parent), "-m", "immediate", "-w", "stop"],
-                            user=OS_USER, timeout=60, cwd="/")
+    # os.walk, not rglob: a drill's detached `rm -rf` may be deleting a discarded copy meanwhile,
+    # and os.walk skips directories that vanish under it (rglob raised FileNotFoundError).
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".removing-")]  # stopped, being deleted
+        if "postmaster.pid" in filenames:
+            LocalExecutor().run([pg_bin("pg_ctl"), "-D", dirpath, "-m", "immediate", "-w", "stop"],
+                                user=OS_USER, timeout=60, cwd="/")
