@@ -16,7 +16,7 @@ import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from aep_ops.errors import LockedError
 from aep_ops.engine.journal import now_iso
@@ -52,11 +52,9 @@ class FileLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            current = _wait_for_holder(fd)
+            current = _wait_for_holder(lambda: _read_holder(fd))
             os.close(fd)
-            who = current.describe() if current else "another run"
-            raise LockedError(f"{self.key} is locked by {who}; wait for it to finish, or inspect it with"
-                              f" `inv runs.show {current.run_id if current else 'RUN_ID'}`") from None
+            raise _locked(self.key, current) from None
         # We hold the lock. Leftover holder data means its owner died without releasing.
         self.stale = _read_holder(fd)
         data = json.dumps(asdict(holder)).encode()
@@ -90,17 +88,11 @@ class AdvisoryLock:
         conn.execute("CREATE SCHEMA IF NOT EXISTS aep_ops")
         conn.execute("CREATE TABLE IF NOT EXISTS aep_ops.lock_holders (key TEXT PRIMARY KEY, holder TEXT NOT NULL)")
         got = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (f"aep-ops:{self.key}",)).fetchone()[0]
-        current = self._holder_row(conn)
         if not got:
-            deadline = time.monotonic() + 1.0  # the winner records itself just after locking
-            while current is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-                current = self._holder_row(conn)
+            current = _wait_for_holder(lambda: self._holder_row(conn))
             conn.close()
-            who = current.describe() if current else "another run"
-            raise LockedError(f"{self.key} is locked by {who}; wait for it to finish, or inspect it with"
-                              f" `inv runs.show {current.run_id if current else 'RUN_ID'}`")
-        self.stale = current
+            raise _locked(self.key, current)
+        self.stale = self._holder_row(conn)
         conn.execute("INSERT INTO aep_ops.lock_holders (key, holder) VALUES (%s, %s)"
                      " ON CONFLICT (key) DO UPDATE SET holder = EXCLUDED.holder",
                      (self.key, json.dumps(asdict(holder))))
@@ -119,14 +111,20 @@ class AdvisoryLock:
         self._conn = None
 
 
-def _wait_for_holder(fd: int, patience: float = 1.0) -> Holder | None:
+def _wait_for_holder(read: Callable[[], Holder | None], patience: float = 1.0) -> Holder | None:
     """The winner writes its identity just after taking the lock: give it a moment."""
     deadline = time.monotonic() + patience
     while True:
-        current = _read_holder(fd)
+        current = read()
         if current is not None or time.monotonic() >= deadline:
             return current
         time.sleep(0.02)
+
+
+def _locked(key: str, current: Holder | None) -> LockedError:
+    who = current.describe() if current else "another run"
+    return LockedError(f"{key} is locked by {who}; wait for it to finish, or inspect it with"
+                       f" `inv runs.show {current.run_id if current else 'RUN_ID'}`")
 
 
 def _read_holder(fd: int) -> Holder | None:
