@@ -24,7 +24,7 @@ import shlex
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from aep_ops.errors import CommandTimeout, ExecutionError, HostKeyError, HostUnreachable
 from aep_ops.executors.base import CommandResult
@@ -322,40 +322,48 @@ def _reject_unknown(executor: SshExecutor) -> paramiko.MissingHostKeyPolicy:
     return _Reject()
 
 
-# The identity is parsed once per process and file version. Given a key_filename, paramiko
-# parses the file for every connection, trying each key class in turn (an ed25519 key is
-# read three times; an RSA key is validated by OpenSSL each time): CPU a fan-out pays per host.
-_identities: dict[tuple, Any] = {}
-_identities_lock = threading.Lock()
+class _FileVersionCache:
+    """What was parsed from a file, kept per process until the file changes (inode, mtime,
+    size): a fan-out connects to many hosts with the same identity and known_hosts file."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, path: str, load: Callable[[str], Any]) -> Any:
+        """``load(path)`` once per file version; OSError from stat() or load propagates."""
+        st = os.stat(path)
+        version = (os.path.abspath(path), st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if version not in self._entries:
+                value = load(path)
+                for stale in [k for k in self._entries if k[0] == version[0]]:
+                    del self._entries[stale]
+                self._entries[version] = value
+            return self._entries[version]
+
+
+# Given a key_filename, paramiko parses the identity for every connection, trying each key
+# class in turn (an ed25519 key is read three times; an RSA key is validated by OpenSSL
+# each time). paramiko's load_host_keys re-reads the whole known_hosts for every connection
+# and de-duplicates with a linear scan per line: O(n^2) per host, about 60% of the client
+# CPU of a 50-host fan-out. Both are parsed once per file version instead.
+_IDENTITIES = _FileVersionCache()
+_KNOWN_HOSTS = _FileVersionCache()
 
 
 def _identity(path: str, target: str) -> Any:
     import paramiko
 
+    if not os.path.exists(path):
+        raise ExecutionError(f"{target}: SSH identity file {path} does not exist")
     try:
-        st = os.stat(path)
-    except OSError:
-        raise ExecutionError(f"{target}: SSH identity file {path} does not exist") from None
-    version = (os.path.abspath(path), st.st_ino, st.st_mtime_ns, st.st_size)
-    with _identities_lock:
-        key = _identities.get(version)
-        if key is None:
-            try:
-                key = paramiko.PKey.from_path(path)
-            except (paramiko.PasswordRequiredException, TypeError):  # cryptography: TypeError, no password
-                raise ExecutionError(f"{target}: SSH identity {path} is passphrase-protected; aep-ops needs a key"
-                                     " without a passphrase (load it from a secret store onto disk for the run)") from None
-            except (paramiko.SSHException, OSError, ValueError) as exc:
-                raise ExecutionError(f"{target}: cannot read SSH identity {path}: {exc}") from None
-            _identities[version] = key
-        return key
-
-
-# known_hosts parsed once per process and file version, indexed by host name. paramiko's
-# own load_host_keys re-reads the whole file for every connection and de-duplicates with a
-# linear scan per line: O(n^2) per host, about 60% of the client CPU of a 50-host fan-out.
-_known_hosts_index: dict[tuple, tuple[dict[str, list[Any]], list[Any]]] = {}
-_known_hosts_lock = threading.Lock()
+        return _IDENTITIES.get(path, paramiko.PKey.from_path)
+    except (paramiko.PasswordRequiredException, TypeError):  # cryptography: TypeError, no password
+        raise ExecutionError(f"{target}: SSH identity {path} is passphrase-protected; aep-ops needs a key"
+                             " without a passphrase (load it from a secret store onto disk for the run)") from None
+    except (paramiko.SSHException, OSError, ValueError) as exc:
+        raise ExecutionError(f"{target}: cannot read SSH identity {path}: {exc}") from None
 
 
 def _install_host_keys(client: paramiko.SSHClient, path: str, host: str, port: int) -> None:
@@ -364,7 +372,7 @@ def _install_host_keys(client: paramiko.SSHClient, path: str, host: str, port: i
     import paramiko
 
     name = host if port == 22 else f"[{host}]:{port}"
-    plain, hashed = _known_hosts(path)
+    plain, hashed = _KNOWN_HOSTS.get(path, _parse_known_hosts)
     matches = list(plain.get(name, ()))
     for entry in hashed:
         if any(h.startswith("|1|") and paramiko.HostKeys.hash_host(name, h) == h for h in entry.hostnames):
@@ -376,33 +384,25 @@ def _install_host_keys(client: paramiko.SSHClient, path: str, host: str, port: i
             keys.add(name, entry.key.get_name(), entry.key)
 
 
-def _known_hosts(path: str) -> tuple[dict[str, list[Any]], list[Any]]:
+def _parse_known_hosts(path: str) -> tuple[dict[str, list[Any]], list[Any]]:
+    """(plain host name -> entries, entries with hashed names); unreadable lines are skipped, never trusted."""
     from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
     from paramiko.ssh_exception import SSHException
 
-    st = os.stat(path)
-    version = (os.path.abspath(path), st.st_ino, st.st_mtime_ns, st.st_size)
-    with _known_hosts_lock:
-        cached = _known_hosts_index.get(version)
-        if cached is not None:
-            return cached
-        plain: dict[str, list[Any]] = {}
-        hashed: list[Any] = []
-        with open(path) as f:
-            for lineno, line in enumerate(map(str.strip, f), 1):
-                try:
-                    entry = None if not line or line[0] == "#" else HostKeyEntry.from_line(line, lineno)
-                except (SSHException, InvalidHostKey, ValueError):  # unreadable line: skipped, never trusted
-                    entry = None
-                for h in entry.hostnames if entry else ():
-                    if h.startswith("|1|"):
-                        hashed.append(entry)
-                    else:
-                        plain.setdefault(h, []).append(entry)
-        for stale in [k for k in _known_hosts_index if k[0] == version[0]]:
-            del _known_hosts_index[stale]
-        _known_hosts_index[version] = (plain, hashed)
-        return plain, hashed
+    plain: dict[str, list[Any]] = {}
+    hashed: list[Any] = []
+    with open(path) as f:
+        for lineno, line in enumerate(map(str.strip, f), 1):
+            try:
+                entry = None if not line or line[0] == "#" else HostKeyEntry.from_line(line, lineno)
+            except (SSHException, InvalidHostKey, ValueError):
+                entry = None
+            for h in entry.hostnames if entry else ():
+                if h.startswith("|1|"):
+                    hashed.append(entry)
+                else:
+                    plain.setdefault(h, []).append(entry)
+    return plain, hashed
 
 
 def _keyscan_type(key_name: str) -> str:
