@@ -9,6 +9,7 @@ Program; so the task reads it from ``sys.argv`` the same way.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from invoke import task
 from invoke.exceptions import Exit
@@ -137,25 +138,23 @@ def _split(hosts: str | None) -> list[str] | None:
 
 
 def _int(flag: str, value: object) -> int | None:
-    from aep_ops.errors import UsageError
-
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise UsageError(f"{flag} {value!r}: expected a whole number") from None
+    return _number(flag, value, int, None, "a whole number")
 
 
 def _float(flag: str, value: object, default: float) -> float:
+    return _number(flag, value, float, default, "a number of seconds")
+
+
+def _number(flag: str, value: object, kind: type, default: Any, what: str) -> Any:
+    """A numeric flag (invoke hands over strings); a bad value is one line naming the flag."""
     from aep_ops.errors import UsageError
 
     if value in (None, ""):
         return default
     try:
-        return float(value)  # type: ignore[arg-type]
+        return kind(value)
     except (TypeError, ValueError):
-        raise UsageError(f"{flag} {value!r}: expected a number of seconds") from None
+        raise UsageError(f"{flag} {value!r}: expected {what}") from None
 
 
 def _print_run(result, show_output: bool) -> None:
