@@ -5,7 +5,8 @@ anything is touched; the copy never writes into the source's archive; promotion 
 confirmed (not in recovery, postmaster alive, "recovery stopping before ..." logged) and
 "recovery ended before configured recovery target was reached" is an error. A restore
 killed half-way is detected by its marker (status "restoring") and redone from scratch on
-the same port, after stopping any server it left running: no orphaned cluster or port.
+the same port, after stopping any server it left running and any pgBackRest restore still
+writing into it: no orphaned cluster, process or port.
 """
 
 from __future__ import annotations
@@ -224,7 +225,11 @@ def _ensure_base(copy: dbenv.RestoredCopy) -> None:
 
 
 def _clear_partial(cluster: Any) -> None:
-    """A killed restore may have left a server running or files behind: stop it, empty the dir."""
+    """A killed restore may have left a server running, a pgBackRest restore still writing, or
+    files behind: stop them, empty the dir."""
+    from aep_ops.pg import orphans
+
+    orphans.stop_writers(cluster.datadir)
     if cluster.postmaster_pid() is not None:
         cluster.stop(mode="immediate")
     if cluster.datadir.exists():

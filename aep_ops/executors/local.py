@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
+import signal
 import subprocess
 import time
 from typing import Mapping, Sequence
@@ -38,31 +39,52 @@ class LocalExecutor:
         run_env = None if env is None else {**os.environ, **env}
         started = time.monotonic()
         try:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 full,
-                input=input,
-                capture_output=True,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
-                timeout=timeout,
                 env=run_env,
                 cwd=cwd,
-                check=False,
+                process_group=0,  # so a deadline or an interrupt stops its children too
             )
-        except subprocess.TimeoutExpired as exc:
-            raise CommandTimeout(f"localhost: `{argv[0]}` did not finish within {timeout:g}s and was stopped") from exc
         except FileNotFoundError as exc:
             raise ToolMissing(f"`{full[0]}` is not installed (needed to run `{argv[0]}`)") from exc
+        try:
+            stdout, stderr = proc.communicate(input=input, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            _stop_group(proc)
+            raise CommandTimeout(f"localhost: `{argv[0]}` did not finish within {timeout:g}s and was stopped") from exc
+        except BaseException:  # Ctrl-C, SIGTERM turned into an exception: leave nothing running
+            _stop_group(proc)
+            raise
         return CommandResult(
             target=self.target,
             argv=tuple(argv),
             exit_status=proc.returncode,
-            stdout=proc.stdout,
-            stderr=proc.stderr,
+            stdout=stdout,
+            stderr=stderr,
             duration=time.monotonic() - started,
         )
 
     def close(self) -> None:
         """Nothing to release; present for the Executor interface."""
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM the command's process group (runuser passes it on to its child), SIGKILL after ``grace``."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    proc.wait()
 
 
 def as_user(argv: Sequence[str], user: str | None) -> list[str]:

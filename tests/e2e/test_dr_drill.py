@@ -76,6 +76,10 @@ def test_drill_killed_during_restore_resumes_without_orphans(cli, local_env):
             pass
         time.sleep(0.02)
     assert run_id, "the drill never reached the restore"
+    restores = local_env / "pg" / "restores"
+    deadline = time.monotonic() + 10
+    while not _pgrep(f"--pg1-path={restores}") and time.monotonic() < deadline:
+        time.sleep(0.01)  # kill while pgBackRest writes, when it can be caught: it outlives the drill
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
 
@@ -84,11 +88,14 @@ def test_drill_killed_during_restore_resumes_without_orphans(cli, local_env):
     result = json.loads(resumed.stdout)
     assert result["run_id"] == run_id and result["result"] == "passed"
     assert {s["step_id"]: s["earlier"] for s in result["steps"]}["run_sentinels"] is True, "sentinels not rewritten"
-    restores = local_env / "pg" / "restores"
     left = [p for p in restores.iterdir() if not p.name.startswith(".removing-")] if restores.exists() else []
     assert left == [], "no orphaned cluster left behind"
-    pids = subprocess.run(["pgrep", "-f", f"postgres -D {restores}"], capture_output=True, text=True).stdout
-    assert pids.strip() == "", "no orphaned server left running"
+    assert _pgrep(f"postgres -D {restores}") == "", "no orphaned server left running"
+    assert _pgrep(f"--pg1-path={restores}") == "", "no pgBackRest restore left running"
+
+
+def _pgrep(pattern):
+    return subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True).stdout.strip()
 
 
 def test_read_only_source_needs_a_target(cli, local_env):

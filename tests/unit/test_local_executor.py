@@ -64,3 +64,34 @@ def test_runs_as_another_user_for_real():
     else:
         with pytest.raises(ExecutionError):
             LocalExecutor().run(["id", "-un"], user="nobody")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_deadline_also_stops_what_the_command_started(tmp_path):
+    """pgBackRest runs under runuser and starts workers: a deadline must not leave them running."""
+    pidfile = tmp_path / "grandchild.pid"
+    with pytest.raises(CommandTimeout):
+        LocalExecutor().run(["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"], timeout=0.5)
+    grandchild = int(pidfile.read_text())
+    assert not _alive(grandchild), "the command's child outlived the deadline"
+
+
+def test_deadline_stops_a_command_run_as_another_user():
+    if os.geteuid() != 0:
+        pytest.fail("CI runs as root; this test needs runuser")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as shared:  # pytest's tmp_path is not reachable for nobody
+        os.chmod(shared, 0o777)
+        pidfile = os.path.join(shared, "worker.pid")
+        with pytest.raises(CommandTimeout):
+            LocalExecutor().run(["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"], user="nobody", timeout=0.5)
+        with open(pidfile) as handle:
+            assert not _alive(int(handle.read()))
