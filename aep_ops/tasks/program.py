@@ -27,10 +27,21 @@ def route_task_help(program: Program) -> None:
 
 
 def route_inv_task_help() -> None:
-    """The same for ``inv``, whose Program is invoke's own (tasks.py is loaded mid-parse)."""
+    """The same for ``inv``, whose Program is invoke's own (tasks.py is loaded mid-parse);
+    also make its command-line mistakes exit 2 (bad input) like ``aep-ops``, not invoke's 1."""
     from invoke.main import program
 
     route_task_help(program)
+    parse_tasks = program.parse_tasks
+
+    def parse_tasks_exit_2() -> None:
+        try:
+            parse_tasks()
+        except ParseError as exc:
+            print(exc, file=sys.stderr)
+            sys.exit(2)
+
+    program.parse_tasks = parse_tasks_exit_2
 
 
 class AepOpsProgram(Program):

@@ -60,9 +60,11 @@ def test_help_works_for_every_task_through_both_front_doors(cli):
     (["demo.greet", "--set", "log.levl=debug"], 2, "error: --set log.levl: unknown key 'log.levl'"),
     (["demo.greet", "--resume", "20200101T000000Z-000000"], 2, "no such run in the journal"),
     (["demo.greet", "--no-such-flag"], 2, "No idea what '--no-such-flag' is"),
+    (["runs.show"], 2, "did not receive required positional arguments: 'run_id'"),
 ])
-def test_bad_input_is_one_line_and_exit_2(cli, state_dir, args, code, message):
-    proc = cli(*args, tool="aep-ops")
+@pytest.mark.parametrize("tool", ["aep-ops", "inv"])
+def test_bad_input_is_one_line_and_exit_2(cli, state_dir, args, code, message, tool):
+    proc = cli(*args, tool=tool)
     assert proc.returncode == code, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
