@@ -77,5 +77,14 @@ class RunContext:
         from aep_ops.log import get_logger
         from aep_ops.redact import redact
 
-        print(f"      {redact(message)}", file=self.out, flush=True)
+        say(self.out, f"      {redact(message)}")
         get_logger("aep_ops.engine").info("step.progress", message=message)
+
+
+def say(out: IO[str], line: str) -> None:
+    """Human progress, only on a terminal: off one (timers, chat-ops, pipes) stderr carries JSON
+    log lines only, and the structured events carry the progress."""
+    from aep_ops.redact import redact
+
+    if getattr(out, "isatty", lambda: False)() or getattr(out, "aep_ops_human", False):
+        print(redact(line), file=out, flush=True)

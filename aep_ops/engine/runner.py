@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Iterator
 
 from aep_ops.engine import journal as jr
-from aep_ops.engine.context import RunContext, RunOptions
+from aep_ops.engine.context import RunContext, RunOptions, say as _say
 from aep_ops.engine.lock import AdvisoryLock, FileLock, Holder
 from aep_ops.engine.markdown import find_doc, parse
 from aep_ops.engine.runbook import Runbook
@@ -303,12 +303,6 @@ class _NoLock:
 
     def release(self) -> None:
         pass
-
-
-def _say(out: IO[str], line: str) -> None:
-    """Human progress, only on a terminal: off one, the structured log events carry it."""
-    if getattr(out, "isatty", lambda: False)() or getattr(out, "aep_ops_human", False):
-        print(redact(line), file=out, flush=True)
 
 
 @contextmanager
