@@ -89,7 +89,7 @@ class RunBackup(Step):
         db = source(ctx)
         ctx.progress(plan.summary)
         started = time.monotonic()
-        backup = db.backrest.backup(ctx.params["type"], repo=int(ctx.params["repo"]))
+        backup = db.backrest.backup(ctx.params["type"], repo=int(ctx.params["repo"]), progress=ctx.progress)
         outputs = {**backup_outputs(backup), "seconds": round(time.monotonic() - started, 2)}
         log.info("backup.run.done", label=backup.label, repo=outputs["repo"], seconds=outputs["seconds"])
         return outputs

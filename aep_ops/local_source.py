@@ -351,7 +351,7 @@ class EnsureRecentBackup(Step):
     def apply(self, ctx, plan):
         db = source(ctx)
         ctx.progress(f"pgbackrest backup --type={plan.details['type']} --repo=1")
-        backup = db.backrest.backup(plan.details["type"], repo=1)
+        backup = db.backrest.backup(plan.details["type"], repo=1, progress=ctx.progress)
         log.info("backup.taken", label=backup.label, type=backup.type)
         return backup_outputs(backup)
 

@@ -12,10 +12,11 @@ import json
 import os
 import re
 import shlex
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from aep_ops.log import get_logger
 
@@ -142,14 +143,8 @@ def render_config(cfg: PgBackRestConfig) -> str:
 
 def parse_info(text: str, stanza: str) -> list[Backup]:
     """Backups of ``stanza`` from ``info --output=json``, oldest first."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StepFailed(f"pgbackrest info returned invalid JSON ({exc.msg})") from exc
     backups: list[Backup] = []
-    for entry in data:
-        if entry.get("name") != stanza:
-            continue
+    for entry in _stanzas(text, stanza):
         for b in entry.get("backup", []):
             info = b.get("info", {})
             backups.append(
@@ -167,6 +162,20 @@ def parse_info(text: str, stanza: str) -> list[Backup]:
                 )
             )
     return sorted(backups, key=lambda b: (b.stop, b.label))
+
+
+def parse_backup_lock_held(text: str, stanza: str) -> bool:
+    """From ``info --output=json``: does a running backup hold ``stanza``'s lock (status.lock.backup.held)?"""
+    return any(((entry.get("status") or {}).get("lock") or {}).get("backup", {}).get("held", False)
+               for entry in _stanzas(text, stanza))
+
+
+def _stanzas(text: str, stanza: str) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StepFailed(f"pgbackrest info returned invalid JSON ({exc.msg})") from exc
+    return [entry for entry in data if entry.get("name") == stanza]
 
 
 def format_target_time(when: datetime) -> str:
@@ -234,11 +243,27 @@ class PgBackRest:
         """Proves the archive works end to end (forces a WAL switch and waits for it)."""
         return self._run("check", timeout=timeout)
 
-    def backup(self, type: str = "full", *, repo: int | None = None, timeout: float = 3600) -> Backup:
-        """Take a backup and return it (the one label ``info`` did not list before)."""
+    def backup(self, type: str = "full", *, repo: int | None = None, timeout: float = 3600,
+               progress: Callable[[str], None] | None = None) -> Backup:
+        """Take a backup and return it (the one label ``info`` did not list before).
+
+        A backup already running on the stanza (the one a killed run left behind, or another
+        tool's) is waited for, not collided with: pgBackRest would refuse with "unable to
+        acquire lock". When it produced a backup of the type asked for, that one is returned.
+        """
         if type not in ("full", "diff", "incr"):
             raise UsageError(f"backup type must be full, diff or incr, not {type!r}")
-        before = {b.label for b in self.info()}
+        text = self._run("info", "--output=json", timeout=120).stdout
+        before = {b.label for b in parse_info(text, self.config.stanza)}
+        if parse_backup_lock_held(text, self.config.stanza):
+            (progress or (lambda message: None))(
+                f"a pgBackRest backup of stanza {self.config.stanza} is already running (left by a killed run,"
+                " or started by another tool); waiting for it to finish")
+            self.wait_for_running_backup(timeout=timeout)
+            done = [b for b in self.info() if b.label not in before and b.type == type and not b.error]
+            if done:
+                log.info("pgbackrest.backup.adopted", stanza=self.config.stanza, label=done[-1].label, type=type)
+                return done[-1]
         options = [f"--type={type}"] + ([f"--repo={repo}"] if repo else [])
         self._run("backup", *options, timeout=timeout)
         new = [b for b in self.info() if b.label not in before]
@@ -250,6 +275,20 @@ class PgBackRest:
     def info(self, *, timeout: float = 120) -> list[Backup]:
         result = self._run("info", "--output=json", timeout=timeout)
         return parse_info(result.stdout, self.config.stanza)
+
+    def backup_running(self, *, timeout: float = 120) -> bool:
+        """Whether a pgBackRest process holds this stanza's backup lock right now."""
+        result = self._run("info", "--output=json", timeout=timeout)
+        return parse_backup_lock_held(result.stdout, self.config.stanza)
+
+    def wait_for_running_backup(self, *, timeout: float, poll: float = 1.0) -> None:
+        """Return once no backup of this stanza is running; StepFailed after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.backup_running():
+            if time.monotonic() >= deadline:
+                raise StepFailed(f"a pgBackRest backup of stanza {self.config.stanza} was still running after"
+                                 f" {timeout:g}s; let it finish (see {self.config.log_path}), then resume")
+            time.sleep(poll)
 
     def restore(
         self,

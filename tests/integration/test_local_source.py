@@ -71,13 +71,22 @@ def test_setup_twice_second_run_changes_nothing_then_url_and_psql(local_env, cli
 
 
 def test_sigkill_during_backup_then_resume_completes(local_env, cli):
+    """Only the CLI is killed (kill -9 of aep-ops, as an OOM kill would): the pgBackRest backup
+    it started goes on holding the stanza's lock. The resume waits for that backup and adopts
+    it, where running its own would fail with "unable to acquire lock"."""
     proc = subprocess.Popen([str(BIN / "inv"), "db.setup"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run_id = _wait_applying(local_env, "ensure_recent_backup")
-    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and everything it started (runuser, pgbackrest)
+    backing_up = f"--config={local_env}/pgbackrest/pgbackrest.conf --stanza=aep --type=full --repo=1 backup"
+    deadline = time.monotonic() + 30
+    while not _pgrep(backing_up) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _pgrep(backing_up), "pgbackrest backup never started"
+    proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     with sqlite3.connect(local_env / "journal.sqlite3") as conn:
         assert conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone() == ("running",)
+    assert _pgrep(backing_up), "the killed run's backup is still running when the resume starts"
 
     resumed = cli("db.setup", "--resume", run_id, "--json", check_rc=0)
     result = json.loads(resumed.stdout)
@@ -85,8 +94,15 @@ def test_sigkill_during_backup_then_resume_completes(local_env, cli):
     assert [(s["step_id"], s["earlier"]) for s in result["steps"]] == [
         (STEPS[0], True), (STEPS[1], True), (STEPS[2], True), (STEPS[3], False)]
     listed = json.loads(cli("backup.list", "--json", check_rc=0).stdout)
-    assert any(b["type"] == "full" for b in listed)
+    assert [b["type"] for b in listed] == ["full"], "the killed run's backup was adopted, not taken twice"
+    shown = json.loads(cli("runs.show", run_id, "--json", check_rc=0).stdout)
+    assert shown["steps"][3]["outputs"]["label"] == listed[0]["label"]
+    assert _pgrep(f"--config={local_env}/pgbackrest/") == ""
     assert _statuses(cli("db.setup", "--json", check_rc=0)) == [(s, "unchanged") for s in STEPS]
+
+
+def _pgrep(pattern: str) -> str:
+    return subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True).stdout.strip()
 
 
 def test_state_dir_the_postgres_user_cannot_traverse_is_refused(tmp_path, monkeypatch, cli):
