@@ -78,7 +78,7 @@ def test_deadline_also_stops_what_the_command_started(tmp_path):
     """pgBackRest runs under runuser and starts workers: a deadline must not leave them running."""
     pidfile = tmp_path / "grandchild.pid"
     with pytest.raises(CommandTimeout):
-        LocalExecutor().run(["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"], timeout=0.5)
+        LocalExecutor().run(["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"], timeout=1.5)
     grandchild = int(pidfile.read_text())
     assert not _alive(grandchild), "the command's child outlived the deadline"
 
@@ -92,6 +92,6 @@ def test_deadline_stops_a_command_run_as_another_user():
         os.chmod(shared, 0o777)
         pidfile = os.path.join(shared, "worker.pid")
         with pytest.raises(CommandTimeout):
-            LocalExecutor().run(["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"], user="nobody", timeout=0.5)
+            LocalExecutor().run(["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"], user="nobody", timeout=1.5)
         with open(pidfile) as handle:
             assert not _alive(int(handle.read()))
