@@ -13,10 +13,11 @@ def _raw() -> dict:
     merged: dict = {"plugins": [], "runbook_dirs": []}
     try:
         for path in config.config_files():
-            if path.is_file():
+            text = path.read_text() if path.is_file() else ""
+            if "plugins" in text or "runbook_dirs" in text:  # most files name neither: skip the YAML parser
                 import yaml
 
-                data = yaml.safe_load(path.read_text()) or {}
+                data = yaml.safe_load(text) or {}
                 for key in merged:
                     merged[key] = data.get(key, merged[key]) or merged[key]
     except Exception:  # a broken file is reported by the task that loads settings

@@ -22,6 +22,27 @@ def test_aep_ops_exposes_the_same_namespace_as_inv(cli, tmp_path):
     assert "aep-ops" in help_.stdout
 
 
+@pytest.mark.parametrize("tool", ["inv", "aep-ops"])
+@pytest.mark.parametrize("args", [["--list"], ["dr.drill", "--help"], ["--help", "runs.show"]])
+def test_listing_and_help_piped_into_head_end_quietly(tool, args, isolated):
+    """`inv --list | head -3` at 3 a.m.: no BrokenPipe traceback after the lines wanted."""
+    import os
+    import signal
+    import subprocess
+
+    from tests.conftest import BIN, REPO
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write, as when head has its lines
+    try:
+        proc = subprocess.run([str(BIN / tool), *args], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=30)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+    assert proc.returncode in (0, -signal.SIGPIPE)
+
+
 def test_a_plain_task_starts_without_the_runbook_modules_and_two_tasks_still_parse(cli, state_dir):
     import subprocess
     import sys
