@@ -11,9 +11,10 @@ is (drained, if it got that far) and records the step that failed.
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from aep_ops.errors import AepError, CommandTimeout, ExecutionError, HostKeyError, HostUnreachable, StepFailed
 from aep_ops.log import get_logger
@@ -33,8 +34,20 @@ AFTER = {"check": "checked", "drain": "drained", "upgrade": "upgraded", "reboot"
 
 DEFAULT_PENDING = ("sh", "-c", "apt-get -qq update && out=$(apt-get -s -o Debug::NoLocking=1 dist-upgrade)"
                                " && printf '%s\\n' \"$out\" | awk '/^Inst /{print $2}'")
-DEFAULT_UPGRADE = ("apt-get", "-y", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
-                   "-o", "DPkg::Lock::Timeout=300", "dist-upgrade")
+# `dpkg --configure -a` first: it finishes an upgrade a lost machine or an older run interrupted (apt-get
+# refuses to start until that is done); it does nothing otherwise.
+DEFAULT_UPGRADE = ("sh", "-c", "dpkg --force-confdef --force-confold --configure -a && exec apt-get -y"
+                               " -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
+                               " -o DPkg::Lock::Timeout=300 dist-upgrade")
+DEFAULT_UPGRADE_LOG = "/var/tmp/aep-ops-upgrade-{host}.log"
+# Runs the upgrade so that it finishes even if aep-ops goes away (killed, connection lost, deadline):
+# HUP and PIPE ignored (inherited by apt and dpkg), output appended to a log on the host, not to the
+# SSH channel. A package manager killed mid-way leaves dpkg half-configured. Prints this attempt's
+# last 40 lines and exits with the upgrade's status.
+DETACHED = ('log=$1; shift; trap "" HUP PIPE; start=0; [ -f "$log" ] && start=$(wc -c < "$log"); '
+            'printf "== %s aep-ops: %s\\n" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >> "$log" || exit 1; '
+            '"$@" >> "$log" 2>&1 < /dev/null; rc=$?; '
+            'tail -c +$((start + 1)) "$log" | tail -n 40; printf "== exit %s\\n" "$rc" >> "$log"; exit $rc')
 DEFAULT_REBOOT = ("shutdown", "-r", "now")
 REBOOT_MARKER = "/var/run/reboot-required"  # Debian/Ubuntu: written by packages, gone after a boot (tmpfs)
 BOOT_PROBE = ("sh", "-c", "cat /proc/sys/kernel/random/boot_id;"
@@ -55,6 +68,7 @@ class PatchConfig:
     health_timeout: float = 300
     reboot_timeout: float = 600
     drain_timeout: float = 300
+    upgrade_log: str = DEFAULT_UPGRADE_LOG
 
     @classmethod
     def from_settings(cls, settings: Any) -> PatchConfig:
@@ -63,7 +77,7 @@ class PatchConfig:
         for key in ("pending_command", "upgrade_command", "reboot_command"):
             if cfg.get(key):
                 out = _replace(out, **{key: tuple(cfg[key])})
-        for key in ("health_checks", "health_timeout", "reboot_timeout", "drain_timeout"):
+        for key in ("health_checks", "health_timeout", "reboot_timeout", "drain_timeout", "upgrade_log"):
             if cfg.get(key) is not None:
                 out = _replace(out, **{key: cfg[key]})
         return out
@@ -76,6 +90,11 @@ def _replace(cfg: PatchConfig, **changes: Any) -> PatchConfig:
 
 
 # -- probes (read-only) --------------------------------------------------------------------------
+
+
+def detached(argv: Sequence[str], log_path: str) -> tuple[str, ...]:
+    """``argv`` wrapped by DETACHED, its output going to ``log_path`` on the host."""
+    return ("sh", "-c", DETACHED, "aep-ops-upgrade", log_path, *argv)
 
 
 def pending_packages(executor: SshExecutor, cfg: PatchConfig) -> list[str]:
@@ -195,11 +214,15 @@ class HostPatch:
         if not before:
             self._done("upgrade", upgraded=[])
             return
-        result = self.ex.run(self.cfg.upgrade_command, timeout=UPGRADE_TIMEOUT, user="root",
+        log_path = self.cfg.upgrade_log.replace("{host}", self.host.name)
+        result = self.ex.run(detached(self.cfg.upgrade_command, log_path), timeout=UPGRADE_TIMEOUT, user="root",
                              env={"DEBIAN_FRONTEND": "noninteractive"})
         self._audit(self.host, "upgrade", "ok" if result.ok else f"exit {result.exit_status}", packages=len(before))
         if not result.ok:
-            raise StepFailed(f"upgrade failed: {result.describe()} (patching.upgrade_command)")
+            last = ((result.stdout.strip() or result.stderr.strip()).splitlines() or [""])[-1]
+            raise StepFailed(f"upgrade failed: {result.target}: `{shlex.join(self.cfg.upgrade_command)}` exited"
+                             f" {result.exit_status}: {last} (patching.upgrade_command; output in {log_path}"
+                             " on the host)")
         still = pending_packages(self.ex, self.cfg)
         if still:
             raise StepFailed(f"still pending after the upgrade: {', '.join(still[:10])}")

@@ -72,6 +72,7 @@ def write_config(tmp_path, moto, fleet, aws: dict, *, lb: str = "elbv2") -> dict
         f"      pending_command: ['{fleet.standin}', pending]\n"
         f"      upgrade_command: ['{fleet.standin}', upgrade]\n"
         f"      reboot_command: ['{fleet.standin}', reboot]\n"
+        f"      upgrade_log: '{tmp_path}/upgrade-{{host}}.log'\n"
         f"      health_checks: 3\n      health_timeout: 3\n      reboot_timeout: 15\n      drain_timeout: 10\n"
         + lb_lines)
     conf = tmp_path / "patch.yaml"
@@ -121,7 +122,10 @@ def test_rollout_halts_at_the_threshold_keeps_failed_hosts_drained_and_resume_fi
     assert {n: why.split(":")[0] for n, why in result["failed"].items()} == {"h03": "check", "h05": "upgrade",
                                                                                  "h06": "health"}
     assert "more than --max-failed 2" in result["error"] and "not started: h08, h09, h10" in result["error"]
-    assert "exited 100" in result["failed"]["h05"]
+    assert "exited 100: E: Sub-process /usr/bin/dpkg returned an error code (1)" in result["failed"]["h05"]
+    assert f"output in {tmp_path}/upgrade-h05.log on the host" in result["failed"]["h05"]
+    h01_log = (tmp_path / "upgrade-h01.log").read_text()
+    assert "\nUnpacking " in h01_log and h01_log.endswith("== exit 0\n"), "the host keeps the upgrade's output"
     # Failed hosts that were drained stay drained; nothing else is out of service.
     assert {ids[i] for i in set(ids) - registered(aws)} == {"h05", "h06"}
     # Every host that rebooted was out of the target group while it rebooted.

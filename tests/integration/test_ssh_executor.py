@@ -189,3 +189,42 @@ def test_the_identity_is_read_again_when_the_file_changes(ssh_host, tmp_path):
     shutil.copy(tmp_path / "other", identity)
     with ssh_host.executor(identity=identity) as ex, pytest.raises(ExecutionError, match="authentication"):
         ex.run(["true"])
+
+
+def test_a_detached_upgrade_finishes_when_aep_ops_goes_away(ssh_host, tmp_path):
+    """aep-ops killed, the connection lost or a deadline passed: the SSH channel closes under the
+    package manager, whose next write kills it (SIGPIPE) — a dpkg left half-configured. The
+    upgrade step runs it detached (patch_host.detached): it finishes, its output kept on the host."""
+    from aep_ops.patch_host import detached
+
+    def upgrade(marker):
+        return ["sh", "-c", f"sleep 1; echo Unpacking openssl; echo 'dpkg: warning' >&2; sleep 0.5; touch {marker}"]
+
+    bare, kept, log = tmp_path / "bare-finished", tmp_path / "detached-finished", tmp_path / "upgrade.log"
+    with ssh_host.executor() as ex:
+        for argv in (upgrade(bare), detached(upgrade(kept), str(log))):
+            with pytest.raises(CommandTimeout):
+                ex.run(argv, timeout=0.3)  # the client leaves before the first write
+    deadline = time.monotonic() + 10
+    while not kept.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert kept.exists(), "the detached upgrade did not finish"
+    assert not bare.exists(), "the same command run bare outlived its channel: the hazard this guards against is gone?"
+    text = log.read_text()
+    assert "Unpacking openssl\ndpkg: warning\n== exit 0\n" in text
+
+
+def test_a_detached_command_returns_its_status_and_this_attempts_output(ssh_host, tmp_path):
+    from aep_ops.patch_host import detached
+
+    log = tmp_path / "upgrade.log"
+    with ssh_host.executor() as ex:
+        first = ex.run(detached(["sh", "-c", "echo one; echo 'E: broken' >&2; exit 100"], str(log)))
+        second = ex.run(detached(["echo", "two"], str(log)))
+        missing = ex.run(detached(["echo", "three"], str(tmp_path / "no-such-dir" / "x.log")))
+
+    assert first.exit_status == 100 and first.stdout.splitlines()[-2:] == ["one", "E: broken"]
+    assert second.ok and second.stdout.splitlines()[-1] == "two" and "one" not in second.stdout
+    assert log.read_text().count("== exit ") == 2
+    assert missing.exit_status == 1 and "no-such-dir" in missing.stderr, "no log, no upgrade"

@@ -51,6 +51,7 @@ upgrade)
   [ "$DEBIAN_FRONTEND" = noninteractive ] || { echo "stand-in: DEBIAN_FRONTEND is not set" >&2; exit 2; }
   if [ -e "$dir/fail-upgrade" ]; then echo "E: Sub-process /usr/bin/dpkg returned an error code (1)" >&2; exit 100; fi
   if [ -s "$dir/pending" ]; then
+    sed 's/^/Unpacking /' "$dir/pending"
     cat "$dir/pending" >> "$dir/installed"; : > "$dir/pending"
     if [ -e "$dir/needs-reboot" ]; then touch /var/run/reboot-required; fi
     if [ -e "$dir/break-health" ]; then echo 503 > "$dir/health-status"; fi

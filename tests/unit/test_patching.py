@@ -49,8 +49,7 @@ def test_min_healthy_defaults_to_two_in_production_and_one_elsewhere():
 
 def test_patch_config_defaults_are_non_interactive_apt_and_overridable():
     default = PatchConfig.from_settings(settings())
-    assert default.upgrade_command[0] == "apt-get" and "Dpkg::Options::=--force-confold" in default.upgrade_command
-    assert "dist-upgrade" in default.upgrade_command and default.health_checks == 3
+    assert default.health_checks == 3 and default.upgrade_log == "/var/tmp/aep-ops-upgrade-{host}.log"
     custom = PatchConfig.from_settings(settings(patching={"upgrade_command": ["dnf", "-y", "upgrade"],
                                                           "health_checks": 5, "reboot_timeout": 60}))
     assert custom.upgrade_command == ("dnf", "-y", "upgrade") and custom.health_checks == 5
@@ -132,3 +131,29 @@ def test_hosts_an_earlier_run_left_drained_block_a_new_run(tmp_path):
     assert left_out_of_service(tmp_path, "staging", except_run="RUN1") == {}, "its own resume is not blocked"
     state.transition("a", "done")
     assert left_out_of_service(tmp_path, "staging", except_run=None) == {}
+
+
+@pytest.mark.parametrize("dpkg_status", [0, 2])
+def test_the_default_upgrade_finishes_an_interrupted_dpkg_first_then_runs_apt_non_interactively(tmp_path, dpkg_status):
+    """Run for real with recording stand-ins for dpkg and apt-get first on PATH (the real ones
+    would upgrade this machine)."""
+    import os
+    import subprocess
+
+    from aep_ops.patch_host import DEFAULT_UPGRADE
+
+    calls = tmp_path / "calls"
+    for tool, status in (("dpkg", dpkg_status), ("apt-get", 0)):
+        stub = tmp_path / tool
+        stub.write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\nexit {status}\n')
+        stub.chmod(0o755)
+    proc = subprocess.run(list(DEFAULT_UPGRADE), env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
+
+    lines = calls.read_text().splitlines()
+    assert lines[0] == "dpkg --force-confdef --force-confold --configure -a"
+    if dpkg_status:
+        assert proc.returncode == 2 and len(lines) == 1, "apt-get must not run over a broken dpkg"
+    else:
+        assert proc.returncode == 0 and lines[1] == ("apt-get -y -o Dpkg::Options::=--force-confdef"
+                                                     " -o Dpkg::Options::=--force-confold"
+                                                     " -o DPkg::Lock::Timeout=300 dist-upgrade")
