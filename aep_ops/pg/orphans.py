@@ -41,23 +41,18 @@ def writers_of(datadir: str | os.PathLike[str]) -> list[int]:
 def stop_writers(datadir: str | os.PathLike[str], *, grace: float = 10.0) -> list[int]:
     """SIGTERM every writer of DATADIR, SIGKILL what is left after ``grace`` seconds, and
     return only once none is alive. Returns the PIDs that were stopped."""
-    pids = writers_of(datadir)
-    if not pids:
-        return []
-    log.warning("pg.orphans.stopping", datadir=str(datadir), pids=pids)
-    _signal(pids, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while writers_of(datadir) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left = writers_of(datadir)
-    if left:
-        _signal(left, signal.SIGKILL)
+    pids = left = writers_of(datadir)
+    if pids:
+        log.warning("pg.orphans.stopping", datadir=str(datadir), pids=pids)
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        if not left:
+            return pids
+        _signal(left, signum)
         deadline = time.monotonic() + grace
-        while writers_of(datadir) and time.monotonic() < deadline:
+        while (left := writers_of(datadir)) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if writers_of(datadir):
-            raise StepFailed(f"processes {left} still write into {datadir} after SIGKILL; "
-                             "stop them by hand, then resume")
+    if left:
+        raise StepFailed(f"processes {left} still write into {datadir} after SIGKILL; stop them by hand, then resume")
     return pids
 
 

@@ -253,7 +253,7 @@ class PgBackRest:
         """
         if type not in ("full", "diff", "incr"):
             raise UsageError(f"backup type must be full, diff or incr, not {type!r}")
-        text = self._run("info", "--output=json", timeout=120).stdout
+        text = self._info_text()
         before = {b.label for b in parse_info(text, self.config.stanza)}
         if parse_backup_lock_held(text, self.config.stanza):
             (progress or (lambda message: None))(
@@ -273,13 +273,14 @@ class PgBackRest:
         return new[-1]
 
     def info(self, *, timeout: float = 120) -> list[Backup]:
-        result = self._run("info", "--output=json", timeout=timeout)
-        return parse_info(result.stdout, self.config.stanza)
+        return parse_info(self._info_text(timeout), self.config.stanza)
 
-    def backup_running(self, *, timeout: float = 120) -> bool:
+    def backup_running(self) -> bool:
         """Whether a pgBackRest process holds this stanza's backup lock right now."""
-        result = self._run("info", "--output=json", timeout=timeout)
-        return parse_backup_lock_held(result.stdout, self.config.stanza)
+        return parse_backup_lock_held(self._info_text(), self.config.stanza)
+
+    def _info_text(self, timeout: float = 120) -> str:
+        return self._run("info", "--output=json", timeout=timeout).stdout
 
     def wait_for_running_backup(self, *, timeout: float, poll: float = 1.0) -> None:
         """Return once no backup of this stanza is running; StepFailed after ``timeout`` seconds."""
