@@ -98,6 +98,21 @@ class RunBackup(Step):
         if outputs["label"] not in {b.label for b in source(ctx).backrest.info()}:
             raise VerificationFailed(f"backup {outputs['label']} is not listed by `pgbackrest info`")
 
+    def recover(self, ctx, prior):
+        """The killed attempt's pgBackRest backup may still be running, or may have finished:
+        wait for it and adopt a backup of this type that started after that attempt did.
+        None (no backup from it) means taking one now is safe: a second backup is only wasted work."""
+        from datetime import datetime, timedelta
+
+        backrest = source(ctx).backrest
+        if backrest.backup_running():
+            ctx.progress("the interrupted attempt's pgBackRest backup is still running; waiting for it to finish")
+            backrest.wait_for_running_backup(timeout=self.timeout)
+        since = datetime.fromisoformat(prior.started_at) - timedelta(seconds=1)  # pgBackRest: whole seconds
+        made = [b for b in backrest.info() if b.type == ctx.params["type"] and not b.error and b.start >= since
+                and (b.repo_key or 1) == int(ctx.params["repo"])]
+        return {**backup_outputs(made[-1]), "adopted": True} if made else None
+
 
 class ArchiverStatus(Step):
     """pg_stat_archiver: failures newer than the last success, and segments waiting too long."""

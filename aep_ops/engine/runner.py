@@ -211,34 +211,37 @@ def _one_step(step: Step, number: int, ctx: RunContext, journal: jr.Journal, pri
         ctx.outputs[step.id] = prior.outputs
         outcome.status, outcome.summary, outcome.earlier = prior.status, "done in an earlier attempt", True
         return
-    if prior is not None and not step.idempotent and prior.plan is not None and prior.status != PENDING:
-        raise StepFailed(f"step {step.id} was interrupted while applying and is not idempotent;"
-                         f" check its effect by hand ({prior.plan}), then start a new run")
+    interrupted = prior is not None and not step.idempotent and prior.plan is not None and prior.status != PENDING
     journal.set_step(ctx.run_id, number, step.id, RUNNING, title=step.title)
     ctx.journal_note = lambda message: journal.add_event(ctx.run_id, number, step.id, message)
     with deadline(step.timeout, f"step {step.id}"):
-        plan = step.check(ctx)
-        if plan.status == "unknown":
-            raise StepFailed(f"step {step.id} could not decide what to do: {plan.summary}")
-        if not plan.needed:
-            facts = {**plan.details, "summary": plan.summary}
-            journal.set_step(ctx.run_id, number, step.id, UNCHANGED, plan=plan.describe(), outputs=facts)
-            ctx.outputs[step.id] = facts
-            outcome.status, outcome.summary = UNCHANGED, plan.summary
-            return
-        if step.requires_approval and ctx.settings.production and not (ctx.options.yes or ctx.options.approved_by):
-            journal.set_step(ctx.run_id, number, step.id, PENDING, note="waiting for approval")
-            outcome.status = PENDING
-            raise ApprovalRequired(f"step {step.id} would change production ({plan.summary});"
-                                   f" run again with --yes to approve (then --resume {ctx.run_id})")
-        journal.set_step(ctx.run_id, number, step.id, RUNNING, plan=plan.summary, note="applying")
-        log.info("step.apply.start", summary=plan.summary)
+        recovered = step.recover(ctx, prior) if interrupted else None
+        if recovered is not None:  # the interrupted attempt did it: record that, do not do it twice
+            plan, outputs = Plan.change(f"{prior.plan} (done by the interrupted attempt)"), recovered
+            log.info("step.recovered", outputs=recovered)
+        else:
+            plan = step.check(ctx)
+            if plan.status == "unknown":
+                raise StepFailed(f"step {step.id} could not decide what to do: {plan.summary}")
+            if not plan.needed:
+                facts = {**plan.details, "summary": plan.summary}
+                journal.set_step(ctx.run_id, number, step.id, UNCHANGED, plan=plan.describe(), outputs=facts)
+                ctx.outputs[step.id] = facts
+                outcome.status, outcome.summary = UNCHANGED, plan.summary
+                return
+            if step.requires_approval and ctx.settings.production and not (ctx.options.yes or ctx.options.approved_by):
+                journal.set_step(ctx.run_id, number, step.id, PENDING, note="waiting for approval")
+                outcome.status = PENDING
+                raise ApprovalRequired(f"step {step.id} would change production ({plan.summary});"
+                                       f" run again with --yes to approve (then --resume {ctx.run_id})")
+            journal.set_step(ctx.run_id, number, step.id, RUNNING, plan=plan.summary, note="applying")
+            log.info("step.apply.start", summary=plan.summary)
 
-        def apply() -> dict[str, Any]:
-            return step.apply(ctx, plan) or {}
+            def apply() -> dict[str, Any]:
+                return step.apply(ctx, plan) or {}
 
-        outputs = with_retries(apply, retries=step.retries, retry_on=step.retry_on,
-                               on_retry=lambda n, e: log.warning("step.apply.retry", attempt=n, error=str(e)))
+            outputs = with_retries(apply, retries=step.retries, retry_on=step.retry_on,
+                                   on_retry=lambda n, e: log.warning("step.apply.retry", attempt=n, error=str(e)))
         ctx.outputs[step.id] = outputs
         step.verify(ctx, outputs)
     journal.set_step(ctx.run_id, number, step.id, CHANGED, outputs=outputs)

@@ -10,6 +10,7 @@ import subprocess
 import time
 
 from tests.conftest import BIN, REPO
+from tests.support.processes import pgrep, wait_for_process
 
 
 def drill(cli, *args, **kw):
@@ -77,9 +78,7 @@ def test_drill_killed_during_restore_resumes_without_orphans(cli, local_env):
         time.sleep(0.02)
     assert run_id, "the drill never reached the restore"
     restores = local_env / "pg" / "restores"
-    deadline = time.monotonic() + 10
-    while not _pgrep(f"--pg1-path={restores}") and time.monotonic() < deadline:
-        time.sleep(0.01)  # kill while pgBackRest writes, when it can be caught: it outlives the drill
+    wait_for_process(f"--pg1-path={restores}", 10)  # kill while pgBackRest writes, if it can be caught: it outlives the drill
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
 
@@ -90,12 +89,8 @@ def test_drill_killed_during_restore_resumes_without_orphans(cli, local_env):
     assert {s["step_id"]: s["earlier"] for s in result["steps"]}["run_sentinels"] is True, "sentinels not rewritten"
     left = [p for p in restores.iterdir() if not p.name.startswith(".removing-")] if restores.exists() else []
     assert left == [], "no orphaned cluster left behind"
-    assert _pgrep(f"postgres -D {restores}") == "", "no orphaned server left running"
-    assert _pgrep(f"--pg1-path={restores}") == "", "no pgBackRest restore left running"
-
-
-def _pgrep(pattern):
-    return subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True).stdout.strip()
+    assert pgrep(f"postgres -D {restores}") == "", "no orphaned server left running"
+    assert pgrep(f"--pg1-path={restores}") == "", "no pgBackRest restore left running"
 
 
 def test_read_only_source_needs_a_target(cli, local_env):

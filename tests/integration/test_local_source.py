@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN, REPO
+from tests.support.processes import pgrep, wait_for_process
 
 pytestmark = pytest.mark.slow
 STEPS = ["ensure_source_cluster", "ensure_app_database", "ensure_stanza", "ensure_recent_backup"]
@@ -78,15 +79,12 @@ def test_sigkill_during_backup_then_resume_completes(local_env, cli):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run_id = _wait_applying(local_env, "ensure_recent_backup")
     backing_up = f"--config={local_env}/pgbackrest/pgbackrest.conf --stanza=aep --type=full --repo=1 backup"
-    deadline = time.monotonic() + 30
-    while not _pgrep(backing_up) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert _pgrep(backing_up), "pgbackrest backup never started"
+    assert wait_for_process(backing_up, 30), "pgbackrest backup never started"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     with sqlite3.connect(local_env / "journal.sqlite3") as conn:
         assert conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone() == ("running",)
-    assert _pgrep(backing_up), "the killed run's backup is still running when the resume starts"
+    assert pgrep(backing_up), "the killed run's backup is still running when the resume starts"
 
     resumed = cli("db.setup", "--resume", run_id, "--json", check_rc=0)
     result = json.loads(resumed.stdout)
@@ -97,12 +95,8 @@ def test_sigkill_during_backup_then_resume_completes(local_env, cli):
     assert [b["type"] for b in listed] == ["full"], "the killed run's backup was adopted, not taken twice"
     shown = json.loads(cli("runs.show", run_id, "--json", check_rc=0).stdout)
     assert shown["steps"][3]["outputs"]["label"] == listed[0]["label"]
-    assert _pgrep(f"--config={local_env}/pgbackrest/") == ""
+    assert pgrep(f"--config={local_env}/pgbackrest/") == ""
     assert _statuses(cli("db.setup", "--json", check_rc=0)) == [(s, "unchanged") for s in STEPS]
-
-
-def _pgrep(pattern: str) -> str:
-    return subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True).stdout.strip()
 
 
 def test_state_dir_the_postgres_user_cannot_traverse_is_refused(tmp_path, monkeypatch, cli):

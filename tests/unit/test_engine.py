@@ -231,6 +231,45 @@ def test_interrupted_one_shot_step_is_not_blindly_retried(settings, declare, jou
     assert result.status == "failed" and "not idempotent" in result.error
 
 
+class Recovering(Step):
+    """A one-shot step that can tell what its interrupted attempt did (as backup.run can)."""
+
+    id = "one_shot"
+    title = "Send the email once"
+    idempotent = False
+    found: dict | None = None
+    verified: list = []
+
+    def recover(self, ctx, prior):
+        return Recovering.found
+
+    def apply(self, ctx, plan):
+        _Counter.applied.append("one_shot")
+        return {"sent": "now"}
+
+    def verify(self, ctx, outputs):
+        Recovering.verified.append(outputs)
+
+
+@pytest.mark.parametrize("found, applied, outputs", [
+    ({"sent": "by the interrupted attempt"}, [], {"sent": "by the interrupted attempt"}),
+    (None, ["one_shot"], {"sent": "now"}),
+])
+def test_interrupted_one_shot_step_that_can_recover_is_recorded_or_redone(settings, declare, journal, found,
+                                                                          applied, outputs):
+    rb = declare("t.recovering", [Recovering])
+    Recovering.found, Recovering.verified = found, []
+    run_id = journal.start_run("t.recovering", "local", {}, actor="t", host="h")
+    journal.set_step(run_id, 1, "one_shot", "running", plan="send the email")  # died mid-apply
+    journal.finish_run(run_id, "interrupted")
+
+    result = rb(settings, resume=run_id)
+
+    assert result.status == "succeeded" and result.steps[0].status == "changed"
+    assert _Counter.applied == applied and Recovering.verified == [outputs], "recorded once, verified, never twice"
+    assert journal.steps(run_id)[0].outputs == outputs
+
+
 def test_held_lock_refuses_a_second_run(settings):
     from aep_ops.engine.lock import FileLock, Holder
 
