@@ -84,6 +84,44 @@ def test_discard_removes_only_what_aep_ops_made(cli, source, local_env):
     assert refused.returncode == 2 and "not created by aep-ops" in refused.stderr and foreign.exists()
 
 
+def test_restore_killed_while_pgbackrest_writes_resumes_to_the_exact_copy(cli, source, local_env):
+    """kill -9 of aep-ops during `pgbackrest restore`: the restore goes on writing into the copy.
+    The resume stops it, starts the copy again from scratch, and ends with the exact rows."""
+    import os
+    import signal
+    import subprocess
+
+    from tests.conftest import BIN, REPO
+    from tests.support.processes import latest_run_id, pgrep, wait_for_process
+
+    time.sleep(1.2)
+    write_rows(source, ["before"])
+    with psycopg.connect(source.dsn(), autocommit=True) as conn:
+        target = conn.execute("select clock_timestamp()").fetchone()[0].isoformat()
+        write_rows(source, ["after"])
+        conn.execute("select pg_switch_wal()")
+    time.sleep(2)
+    datadir = local_env / "pg" / "restores" / "killed" / "data"
+    proc = subprocess.Popen([str(BIN / "inv"), "pitr.restore", "--target-time", target, "--name", "killed"],
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_for_process(f"--pg1-path={datadir}", 60), "pgbackrest restore never started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    run_id = latest_run_id(local_env, "pitr.restore")
+
+    resumed = cli("pitr.restore", "--resume", run_id, "--json", timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    result = json.loads(resumed.stdout)
+    assert result["run_id"] == run_id
+    with psycopg.connect(result["dsn"]) as conn:
+        labels = {r[0] for r in conn.execute("select label from drill_markers")}
+        assert conn.execute("select pg_is_in_recovery()").fetchone()[0] is False
+    assert "before" in labels and "after" not in labels
+    assert pgrep(f"--pg1-path={datadir}") == "", "no pgBackRest restore left running"
+    assert len(pgrep(f"postgres -D {datadir}").split()) == 1, "one server for the copy"
+
+
 @pytest.mark.parametrize("target, message", [
     ("yesterday at noon", "is not an ISO 8601 time"),
     ("2026-11-26T09:41:00", "has no UTC offset"),
