@@ -159,8 +159,9 @@ PATCHING = Section({
     "upgrade_command": ListOf(Field(str), "argv of the package upgrade (default: apt-get, non-interactive)"),
     "pending_command": ListOf(Field(str), "argv that prints pending upgrades, one per line"),
     "reboot_command": ListOf(Field(str), "argv that reboots the host"),
-    "upgrade_log": Field(str, "file on each host that keeps the upgrade's output, so the upgrade finishes even if"
-                              " aep-ops goes away; {host} is the host's name (default /var/tmp/aep-ops-upgrade-{host}.log)"),
+    "upgrade_log": Field(str, "file on each host that keeps the upgrade's output, so the upgrade finishes even"
+                              " if aep-ops goes away; {host} is the host's name"
+                              " (default /var/tmp/aep-ops-upgrade-{host}.log)"),
     "min_healthy": Field(int, "hosts that must stay in service (default: 2 in production, 1 elsewhere)"),
     "health_checks": Field(int, "consecutive OK answers required"),
     "health_timeout": Field(int, "seconds to wait for health after the upgrade/reboot"),

@@ -78,7 +78,8 @@ def test_drill_killed_during_restore_resumes_without_orphans(cli, local_env):
         time.sleep(0.02)
     assert run_id, "the drill never reached the restore"
     restores = local_env / "pg" / "restores"
-    wait_for_process(f"--pg1-path={restores}", 10)  # kill while pgBackRest writes, if it can be caught: it outlives the drill
+    # Kill while pgBackRest writes, when it can be caught: it outlives the drill.
+    wait_for_process(f"--pg1-path={restores}", 10)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
 

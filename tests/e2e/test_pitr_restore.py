@@ -26,17 +26,24 @@ def write_rows(db, labels):
             time.sleep(0.05)
 
 
-def test_restore_is_exact_and_idempotent(cli, source):
+def target_between(db, before, after):
+    """Write ``before``, take the target time, write ``after``, switch WAL and let it be archived.
+    Returns the target and the labels committed at or before it (asked of the source itself)."""
     time.sleep(1.2)  # the target must lie after the backup's end (whole seconds in pgBackRest)
-    write_rows(source, ["early-1", "early-2"])
-    with psycopg.connect(source.dsn(), autocommit=True) as conn:
+    write_rows(db, before)
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
         target = conn.execute("select clock_timestamp()").fetchone()[0]
-    write_rows(source, ["late-1", "late-2"])
-    with psycopg.connect(source.dsn(), autocommit=True) as conn:
+    write_rows(db, after)
+    with psycopg.connect(db.dsn(), autocommit=True) as conn:
         kept = {r[0] for r in conn.execute("select label from drill_markers"
                                            " where pg_xact_commit_timestamp(xmin) <= %s", (target,))}
         conn.execute("select pg_switch_wal()")
     time.sleep(2)
+    return target, kept
+
+
+def test_restore_is_exact_and_idempotent(cli, source):
+    target, kept = target_between(source, ["early-1", "early-2"], ["late-1", "late-2"])
     target_text = target.astimezone(timezone.utc).isoformat()
 
     first = cli("pitr.restore", "--target-time", target_text, "--name", "exact", "--json", timeout=300)
@@ -66,13 +73,7 @@ def test_restore_is_exact_and_idempotent(cli, source):
 
 
 def test_discard_removes_only_what_aep_ops_made(cli, source, local_env):
-    time.sleep(1.2)
-    write_rows(source, ["a"])
-    with psycopg.connect(source.dsn(), autocommit=True) as conn:
-        target = conn.execute("select clock_timestamp()").fetchone()[0].isoformat()
-        write_rows(source, ["b"])
-        conn.execute("select pg_switch_wal()")
-    time.sleep(2)
+    target = target_between(source, ["a"], ["b"])[0].isoformat()
     cli("pitr.restore", "--target-time", target, "--name", "scratch", check_rc=0, timeout=300)
     assert "scratch" in cli("pitr.list", check_rc=0).stdout
     cli("pitr.discard", "--name", "scratch", check_rc=0)
@@ -94,15 +95,9 @@ def test_restore_killed_while_pgbackrest_writes_resumes_to_the_exact_copy(cli, s
     from tests.conftest import BIN, REPO
     from tests.support.processes import latest_run_id, pgrep, wait_for_process
 
-    time.sleep(1.2)
-    write_rows(source, ["before"])
-    with psycopg.connect(source.dsn(), autocommit=True) as conn:
-        target = conn.execute("select clock_timestamp()").fetchone()[0].isoformat()
-        write_rows(source, ["after"])
-        conn.execute("select pg_switch_wal()")
-    time.sleep(2)
+    target, kept = target_between(source, ["before"], ["after"])
     datadir = local_env / "pg" / "restores" / "killed" / "data"
-    proc = subprocess.Popen([str(BIN / "inv"), "pitr.restore", "--target-time", target, "--name", "killed"],
+    proc = subprocess.Popen([str(BIN / "inv"), "pitr.restore", "--target-time", target.isoformat(), "--name", "killed"],
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert wait_for_process(f"--pg1-path={datadir}", 60), "pgbackrest restore never started"
@@ -117,7 +112,7 @@ def test_restore_killed_while_pgbackrest_writes_resumes_to_the_exact_copy(cli, s
     with psycopg.connect(result["dsn"]) as conn:
         labels = {r[0] for r in conn.execute("select label from drill_markers")}
         assert conn.execute("select pg_is_in_recovery()").fetchone()[0] is False
-    assert "before" in labels and "after" not in labels
+    assert labels == kept and "before" in labels and "after" not in labels
     assert pgrep(f"--pg1-path={datadir}") == "", "no pgBackRest restore left running"
     assert len(pgrep(f"postgres -D {datadir}").split()) == 1, "one server for the copy"
 
