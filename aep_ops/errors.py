@@ -35,6 +35,11 @@ class StepFailed(AepError):
     """A step's check, apply or verify failed; the run stopped there and can be resumed."""
 
 
+class NotResumable(StepFailed):
+    """A one-shot step was interrupted mid-apply and cannot tell what it did: a person checks,
+    then starts a new run (resuming would only refuse again)."""
+
+
 class VerificationFailed(AepError):
     """The work was done but the result is not as intended (a failed check of the outcome).
 

@@ -23,7 +23,8 @@ from aep_ops.engine.runbook import Runbook
 from aep_ops.engine.step import (CHANGED, DONE_STATES, FAILED, PENDING, RUNNING, UNCHANGED, OutputUnavailable,
                                  Plan, Step)
 from aep_ops.engine.timeouts import deadline, with_retries
-from aep_ops.errors import AepError, ApprovalRequired, StepFailed, ToolMissing, UsageError, VerificationFailed
+from aep_ops.errors import (AepError, ApprovalRequired, NotResumable, StepFailed, ToolMissing, UsageError,
+                             VerificationFailed)
 from aep_ops.log import audit, bind, default_actor, get_logger, unbind
 from aep_ops.redact import redact
 
@@ -53,6 +54,7 @@ class RunResult:
     error: str | None = None
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)  # set by steps via ctx.summary (e.g. "dsn")
+    resumable: bool = True  # False: a person checks the interrupted step, then starts a new run
 
 
 class Interrupted(BaseException):
@@ -185,6 +187,7 @@ def _run_steps(rb: Runbook, ctx: RunContext, journal: jr.Journal, records: dict[
                 raise
             if not isinstance(exc, AepError):
                 log.exception("step.crash")
+            result.resumable = not isinstance(exc, NotResumable)
             return _finish(journal, result, jr.RUN_FAILED, f"step {step.id}: {_describe(exc)}")
         except (Interrupted, KeyboardInterrupt):
             _fail(journal, ctx, number, step, outcome, StepFailed("interrupted"))

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from aep_ops.errors import ExecutionError, StepFailed
+from aep_ops.errors import ExecutionError, NotResumable
 
 if TYPE_CHECKING:
     from aep_ops.engine.context import RunContext
@@ -122,7 +122,7 @@ class Step:
     def recover(self, ctx: "RunContext", prior: Any) -> dict[str, Any] | None:
         """A non-idempotent step was interrupted while applying (``prior``: its journal record).
         Return the outputs of what that attempt did, to record it as done; None when it did
-        nothing, so the step runs again; raise StepFailed when only a person can tell.
+        nothing, so the step runs again; raise NotResumable when only a person can tell.
         Default: a person must look."""
-        raise StepFailed(f"step {self.id} was interrupted while applying and is not idempotent;"
+        raise NotResumable(f"step {self.id} was interrupted while applying and is not idempotent;"
                          f" check its effect by hand ({prior.plan}), then start a new run")

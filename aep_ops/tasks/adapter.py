@@ -51,8 +51,8 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
             code = RUN_STATUS_EXIT.get(result.status, 1)
             if code:
                 raise Exit(f"{rb.id}: {result.status}" + (f": {result.error}" if result.error else "")
-                           + (f" (resume with --resume {result.run_id})" if result.status in ("failed", "interrupted")
-                              else ""), code=code)
+                           + (f" (resume with --resume {result.run_id})"
+                              if result.status in ("failed", "interrupted") and result.resumable else ""), code=code)
 
     signature = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     # invoke fills a positional argument only while its value is None: give those a None default.

@@ -203,7 +203,7 @@ def test_step_timeout_fails_the_step(settings, declare):
 def test_resume_retries_the_failed_step_only(settings, declare, journal):
     rb = declare("t.resume", [Fine, FailsOnce, After])
     first = rb(settings)
-    assert first.status == "failed" and "disk full" in first.error
+    assert first.status == "failed" and "disk full" in first.error and first.resumable
     second = rb(settings, resume=first.run_id)
     assert second.status == "succeeded" and second.run_id == first.run_id
     assert _Counter.applied == ["fine", "fails_once", "fails_once", "after"]
@@ -229,6 +229,7 @@ def test_interrupted_one_shot_step_is_not_blindly_retried(settings, declare, jou
     journal.finish_run(run_id, "interrupted")
     result = rb(settings, resume=run_id)
     assert result.status == "failed" and "not idempotent" in result.error
+    assert result.resumable is False, "the front door must not suggest a --resume that would refuse again"
 
 
 class Recovering(Step):
