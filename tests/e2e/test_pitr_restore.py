@@ -66,6 +66,8 @@ def test_restore_is_exact_and_idempotent(cli, source):
 
     cut = cli("pitr.cutover", "--name", "exact", check_rc=0)
     assert "changed" in cut.stdout
+    again = json.loads(cli("pitr.cutover", "--name", "exact", "--json", check_rc=0).stdout)
+    assert {s["status"] for s in again["steps"]} == {"unchanged"}, "a second cutover changes nothing"
     refused = cli("pitr.discard", "--name", "exact")
     assert refused.returncode == 2 and "cut over" in refused.stderr
     pointer = json.loads((dbenv.pg_root(config.load("local")) / "active.json").read_text())
