@@ -105,6 +105,7 @@ class RunBackup(Step):
         from datetime import datetime, timedelta
 
         backrest = source(ctx).backrest
+        # Wait before looking: a backup finishing between this look and apply's would be taken twice.
         if backrest.backup_running():
             ctx.progress("the interrupted attempt's pgBackRest backup is still running; waiting for it to finish")
             backrest.wait_for_running_backup(timeout=self.timeout)

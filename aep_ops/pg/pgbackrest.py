@@ -249,7 +249,7 @@ class PgBackRest:
 
         A backup already running on the stanza (the one a killed run left behind, or another
         tool's) is waited for, not collided with: pgBackRest would refuse with "unable to
-        acquire lock". When it produced a backup of the type asked for, that one is returned.
+        acquire lock". When it produced a backup of the type (and repo) asked for, that one is returned.
         """
         if type not in ("full", "diff", "incr"):
             raise UsageError(f"backup type must be full, diff or incr, not {type!r}")
@@ -260,7 +260,8 @@ class PgBackRest:
                 f"a pgBackRest backup of stanza {self.config.stanza} is already running (left by a killed run,"
                 " or started by another tool); waiting for it to finish")
             self.wait_for_running_backup(timeout=timeout)
-            done = [b for b in self.info() if b.label not in before and b.type == type and not b.error]
+            done = [b for b in self.info() if b.label not in before and b.type == type and not b.error
+                    and (repo is None or (b.repo_key or 1) == repo)]
             if done:
                 log.info("pgbackrest.backup.adopted", stanza=self.config.stanza, label=done[-1].label, type=type)
                 return done[-1]
