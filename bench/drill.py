@@ -294,9 +294,11 @@ def idle_archive_lag(env: dict[str, str], idle_since: float, timeout: int) -> di
     """After archive_timeout + 10 s of idleness, read the lag as aep-ops does, every few seconds."""
     os.environ.update(env)
     sys.path.insert(0, str(REPO))
-    from aep_ops import config, dbenv, restore_local
+    from aep_ops import config
+    from aep_ops.db import locations
+    from aep_ops.db.backends import local_restore
 
-    db = dbenv.local_db(config.load("local"))
+    db = locations.local_db(config.load("local"))
     wait = idle_since + timeout + 10 - time.monotonic()
     if wait > 0:
         say(f"[lag]   leaving the source idle for another {wait:.0f} s (archive_timeout {timeout} s + 10 s)")
@@ -305,7 +307,7 @@ def idle_archive_lag(env: dict[str, str], idle_since: float, timeout: int) -> di
     end = time.monotonic() + timeout
     while True:
         at = time.monotonic()
-        facts = restore_local.archive_facts(db)
+        facts = local_restore.archive_facts(db)
         with db.cluster.connect(db.dbname) as conn:
             lsn = conn.execute("select pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn())").fetchone()
         samples.append({"at_seconds": round(at - idle_since, 1), "lag_seconds": facts["archive_lag_seconds"],

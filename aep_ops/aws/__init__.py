@@ -1,6 +1,6 @@
 """AWS access for aep-ops: one client factory, and AWS errors turned into AepErrors.
 
-Domain modules (``aep_ops.rds``, ...) take ready clients as arguments, so tests can hand
+Domain modules (``aep_ops.db.backends.rds_facts``, ...) take ready clients as arguments, so tests can hand
 them a Stubber-backed client or one pointed at the moto server.
 """
 

@@ -5,7 +5,7 @@ then one level-2 heading per step, in order, ending with the step id in backtick
 
     ---
     id: demo.greet
-    function: aep_ops.demo:greet
+    function: aep_ops.demo.runbooks:greet
     task: demo.greet
     summary: Write a greeting file
     owner: sre

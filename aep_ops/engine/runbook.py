@@ -3,8 +3,8 @@
 A runbook is a function registered under an id (``area.verb``) together with its ordered
 steps. The function receives the run context and the user's parameters; it validates
 them (raise UsageError) and may add derived values to ``ctx.params``. The engine then
-runs the steps. Front doors (invoke tasks, timers, chat) build their arguments from the
-function's keyword-only parameters:
+runs the steps (``engine.runner.run_runbook``). Front doors (invoke tasks, timers, chat)
+build their arguments from the function's keyword-only parameters:
 
     @runbook("demo.greet", steps=[EnsureGreeting, RunAnnounce],
              summary="Write a greeting file", help={"name": "who to greet"})
@@ -17,14 +17,19 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from aep_ops.engine.step import Step
 
-# Modules that declare the built-in runbooks. Importing them must stay cheap (no boto3,
-# psycopg, fabric, paramiko at module level): the CLI imports them to list tasks.
-BUILTIN_MODULES = ("aep_ops.demo", "aep_ops.doctor", "aep_ops.pitr", "aep_ops.local_source", "aep_ops.backup", "aep_ops.dr", "aep_ops.patching")
+# The package whose area subpackages declare the built-in runbooks, each in its ``runbooks``
+# module (``<root>.patch.runbooks`` holds ``patch.*``). Found by looking, never listed here:
+# adding an area touches nothing in the engine. Importing a ``runbooks`` module must stay
+# cheap (no boto3, psycopg, fabric, paramiko at module level): the CLI imports them to list tasks.
+ROOT_PACKAGE = __name__.split(".", 1)[0]
+AREA_MODULE = "runbooks"
 
 _REGISTRY: dict[str, "Runbook"] = {}
 
@@ -67,12 +72,6 @@ class Runbook:
     def step_ids(self) -> list[str]:
         return [s.id for s in self.steps]
 
-    def __call__(self, settings: Any, **kwargs: Any) -> Any:
-        """Run this runbook (the same entry point every front door uses)."""
-        from aep_ops.engine.runner import run_runbook
-
-        return run_runbook(self, settings, **kwargs)
-
 
 def runbook(id: str, *, steps: list[type[Step]], summary: str, owner: str = "sre",
             schedule: str | None = None, mutating: bool = True, help: dict[str, str] | None = None,
@@ -91,9 +90,23 @@ def runbook(id: str, *, steps: list[type[Step]], summary: str, owner: str = "sre
     return register
 
 
+def area_modules(root: str = ROOT_PACKAGE) -> list[str]:
+    """``<root>.<area>.runbooks`` for every area package of ``root`` that has one, sorted.
+
+    Looks at the files (``pkgutil.iter_modules`` lists the directory) and imports nothing,
+    so listing costs no more than the areas it finds."""
+    package = importlib.import_module(root)
+    found = []
+    for info in pkgutil.iter_modules(package.__path__):
+        finder_path = getattr(info.module_finder, "path", None)
+        if info.ispkg and finder_path and (Path(finder_path) / info.name / f"{AREA_MODULE}.py").is_file():
+            found.append(f"{root}.{info.name}.{AREA_MODULE}")
+    return sorted(found)
+
+
 def load_all(extra_modules: list[str] | tuple[str, ...] = ()) -> dict[str, Runbook]:
-    """Import the modules that declare runbooks and return the registry."""
-    for name in (*BUILTIN_MODULES, *extra_modules):
+    """Import the area modules (found, not listed) and the plugins, and return the registry."""
+    for name in (*area_modules(), *extra_modules):
         importlib.import_module(name)
     return dict(_REGISTRY)
 

@@ -13,19 +13,19 @@ from typing import Any
 # Areas whose collection also holds plain tasks (read-only views such as backup.list);
 # each module defines invoke tasks at top level. Runbook tasks of the area join them.
 AREA_TASK_MODULES: dict[str, str] = {
-    "pitr": "aep_ops.tasks.pitr_tasks",
-    "dr": "aep_ops.tasks.dr_tasks",
-    "db": "aep_ops.tasks.db_tasks",
-    "backup": "aep_ops.tasks.backup_tasks",
-    "patch": "aep_ops.tasks.patch_tasks",
-    "fleet": "aep_ops.tasks.fleet_tasks",
+    "pitr": "aep_ops.tasks.pitr",
+    "dr": "aep_ops.tasks.dr",
+    "db": "aep_ops.tasks.db",
+    "backup": "aep_ops.tasks.backup",
+    "patch": "aep_ops.tasks.patch",
+    "fleet": "aep_ops.tasks.fleet",
 }
 
 
 # Areas made of plain tasks only, with the modules that define them (for plain_namespace).
 PLAIN_AREA_MODULES: dict[str, str] = {
     **AREA_TASK_MODULES,
-    "config": "aep_ops.tasks.config_tasks",
+    "config": "aep_ops.tasks.config",
     "runs": "aep_ops.tasks.runs",
 }
 
@@ -53,14 +53,14 @@ def build_namespace() -> Any:
     from invoke import Collection
 
     from aep_ops.engine.runbook import load_all
-    from aep_ops.tasks import config_tasks, runbooks_tasks, runs
+    from aep_ops.tasks import catalog, config, runs
     from aep_ops.tasks.adapter import runbook_task
     from aep_ops.tasks.plugins import plugin_modules
     from aep_ops.tasks.renderers import RENDERERS
 
     ns = Collection()
-    ns.add_collection(Collection.from_module(config_tasks, name="config"))
-    ns.add_collection(Collection.from_module(runbooks_tasks, name="runbooks"))
+    ns.add_collection(Collection.from_module(config, name="config"))
+    ns.add_collection(Collection.from_module(catalog, name="runbooks"))
     ns.add_collection(Collection.from_module(runs, name="runs"))
     areas: dict[str, Any] = {}
     for area, module_name in AREA_TASK_MODULES.items():  # plain (non-runbook) tasks of an area

@@ -38,10 +38,12 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
 
     def body(c: Any, **kwargs: Any) -> None:
         with front_door():
+            from aep_ops.engine.runner import run_runbook
+
             settings = load_settings(kwargs.pop("env"), kwargs.pop("set") or [])
             as_json = kwargs.pop("json")
-            result = rb(settings, params=_typed(rb, kwargs),
-                        dry_run=kwargs["dry_run"], resume=kwargs["resume"], yes=kwargs["yes"])
+            result = run_runbook(rb, settings, params=_typed(rb, kwargs),
+                                 dry_run=kwargs["dry_run"], resume=kwargs["resume"], yes=kwargs["yes"])
             if as_json is True:
                 print_json({**asdict(result), **result.summary})
             else:

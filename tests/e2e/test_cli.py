@@ -49,14 +49,14 @@ def test_a_plain_task_starts_without_the_runbook_modules_and_two_tasks_still_par
 
     probe = ("import atexit, sys\n"
              "atexit.register(lambda: print('RUNBOOK MODULES', sorted(m for m in sys.modules"
-             " if m in ('aep_ops.dr', 'aep_ops.pitr', 'aep_ops.patching', 'aep_ops.backup'))))\n"
+             " if m in ('aep_ops.dr.runbooks', 'aep_ops.pitr.runbooks', 'aep_ops.patch.runbooks', 'aep_ops.backup.runbooks'))))\n"
              "sys.argv = ['aep-ops'] + sys.argv[1:]\n"
              "from aep_ops.tasks.program import main\n"
              "main()\n")
     plain = subprocess.run([sys.executable, "-c", probe, "runs.list"], capture_output=True, text=True)
     assert plain.returncode == 0 and "RUNBOOK MODULES []" in plain.stdout, plain.stdout + plain.stderr
     runbook = subprocess.run([sys.executable, "-c", probe, "dr.drill", "--help"], capture_output=True, text=True)
-    assert runbook.returncode == 0 and "'aep_ops.dr'" in runbook.stdout and "--read-only-source" in runbook.stdout
+    assert runbook.returncode == 0 and "'aep_ops.dr.runbooks'" in runbook.stdout and "--read-only-source" in runbook.stdout
 
     both = cli("runs.list", "config.show", tool="aep-ops", check_rc=0)  # the second task is not in runs
     assert "state_dir:" in both.stdout
@@ -135,18 +135,5 @@ def test_runs_are_listed_and_shown(cli):
 def test_runbooks_list_show_check(cli):
     assert "demo.greet" in cli("runbooks.list", check_rc=0).stdout
     assert "## 2. Write the greeting `ensure_greeting`" in cli("runbooks.show", "demo.greet", check_rc=0).stdout
-    assert "code and Markdown agree" in cli("runbooks.check", check_rc=0).stdout
+    assert "code, Markdown and layout agree" in cli("runbooks.check", check_rc=0).stdout
     assert cli("runbooks.show", "no.such").returncode == 2
-
-
-def test_doctor_prints_a_table_and_a_fix_per_problem(cli, tmp_path):
-    conf = tmp_path / "c.yaml"
-    conf.write_text("environments:\n  dev:\n    endpoints: {api: 'http://127.0.0.1:9'}\n"
-                    "    database: {password: 'env:AEP_UNSET_PW'}\n")
-    proc = cli("doctor", "--env", "dev", env={"AEP_OPS_CONFIG": str(conf)})
-    assert proc.returncode == 5, proc.stderr
-    assert re.search(r"ok\s+pgbackrest\s+2\.\d+", proc.stdout)
-    assert re.search(r"FAIL api\s+127\.0\.0\.1:9", proc.stdout)
-    assert "environment variable AEP_UNSET_PW is not set" in proc.stdout
-    assert proc.stdout.count("fix:") == 2
-    assert cli("doctor", check_rc=0).stdout.strip().endswith("all checks passed")

@@ -1,5 +1,5 @@
 """pitr.restore through the CLI: exact point in time, refusals before anything is touched,
-idempotence, discard, cutover."""
+idempotence, kill and resume."""
 
 from __future__ import annotations
 
@@ -10,36 +10,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from aep_ops import config, dbenv
-
-
-@pytest.fixture
-def source(cli, local_env):
-    cli("db.setup", check_rc=0, timeout=300)
-    return dbenv.local_db(config.load("local"))
-
-
-def write_rows(db, labels):
-    with psycopg.connect(db.dsn(), autocommit=True) as conn:
-        for label in labels:
-            conn.execute("insert into drill_markers (label) values (%s)", (label,))
-            time.sleep(0.05)
-
-
-def target_between(db, before, after):
-    """Write ``before``, take the target time, write ``after``, switch WAL and let it be archived.
-    Returns the target and the labels committed at or before it (asked of the source itself)."""
-    time.sleep(1.2)  # the target must lie after the backup's end (whole seconds in pgBackRest)
-    write_rows(db, before)
-    with psycopg.connect(db.dsn(), autocommit=True) as conn:
-        target = conn.execute("select clock_timestamp()").fetchone()[0]
-    write_rows(db, after)
-    with psycopg.connect(db.dsn(), autocommit=True) as conn:
-        kept = {r[0] for r in conn.execute("select label from drill_markers"
-                                           " where pg_xact_commit_timestamp(xmin) <= %s", (target,))}
-        conn.execute("select pg_switch_wal()")
-    time.sleep(2)
-    return target, kept
+from tests.support.pitr_source import target_between
 
 
 def test_restore_is_exact_and_idempotent(cli, source):
@@ -63,28 +34,6 @@ def test_restore_is_exact_and_idempotent(cli, source):
 
     other = cli("pitr.restore", "--target-time", (target - timedelta(seconds=0.1)).isoformat(), "--name", "exact")
     assert other.returncode == 2 and "already exists for another target" in other.stderr
-
-    cut = cli("pitr.cutover", "--name", "exact", check_rc=0)
-    assert "changed" in cut.stdout
-    again = json.loads(cli("pitr.cutover", "--name", "exact", "--json", check_rc=0).stdout)
-    assert {s["status"] for s in again["steps"]} == {"unchanged"}, "a second cutover changes nothing"
-    refused = cli("pitr.discard", "--name", "exact")
-    assert refused.returncode == 2 and "cut over" in refused.stderr
-    pointer = json.loads((dbenv.pg_root(config.load("local")) / "active.json").read_text())
-    assert pointer["name"] == "exact" and pointer["previous"] == source.dsn()
-
-
-def test_discard_removes_only_what_aep_ops_made(cli, source, local_env):
-    target = target_between(source, ["a"], ["b"])[0].isoformat()
-    cli("pitr.restore", "--target-time", target, "--name", "scratch", check_rc=0, timeout=300)
-    assert "scratch" in cli("pitr.list", check_rc=0).stdout
-    cli("pitr.discard", "--name", "scratch", check_rc=0)
-    assert not (local_env / "pg" / "restores" / "scratch").exists()
-    assert "unchanged" in cli("pitr.discard", "--name", "scratch", check_rc=0).stdout
-    foreign = local_env / "pg" / "restores" / "not-ours"
-    foreign.mkdir(parents=True)
-    refused = cli("pitr.discard", "--name", "not-ours")
-    assert refused.returncode == 2 and "not created by aep-ops" in refused.stderr and foreign.exists()
 
 
 def test_restore_killed_while_pgbackrest_writes_resumes_to_the_exact_copy(cli, source, local_env):

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from aep_ops import config
-from aep_ops.demo import greet
+from aep_ops.demo.runbooks import greet
+from aep_ops.engine.runner import run_runbook
 from aep_ops.engine.journal import Journal
 from aep_ops.engine.lock import AdvisoryLock, Holder
 from aep_ops.errors import LockedError
@@ -27,7 +28,7 @@ def pg_journal(pg_cluster, tmp_path, monkeypatch):
 
 def test_runs_and_steps_are_recorded_in_postgres(pg_journal, state_dir):
     settings = config.load("local")
-    result = greet(settings, params={"name": "Ada"})
+    result = run_runbook(greet, settings, params={"name": "Ada"})
     assert result.status == "succeeded"
     assert not (state_dir / "journal.sqlite3").exists(), "the SQLite journal is not used"
     rows = pg_journal.sql("select status from aep_ops.runs where id = %s", (result.run_id,))

@@ -195,7 +195,7 @@ def test_a_detached_upgrade_finishes_when_aep_ops_goes_away(ssh_host, tmp_path):
     """aep-ops killed, the connection lost or a deadline passed: the SSH channel closes under the
     package manager, whose next write kills it (SIGPIPE) — a dpkg left half-configured. The
     upgrade step runs it detached (patch_host.detached): it finishes, its output kept on the host."""
-    from aep_ops.patch_host import detached
+    from aep_ops.patch.host import detached
 
     def upgrade(marker):
         return ["sh", "-c", f"sleep 1; echo Unpacking openssl; echo 'dpkg: warning' >&2; sleep 0.5; touch {marker}"]
@@ -216,7 +216,7 @@ def test_a_detached_upgrade_finishes_when_aep_ops_goes_away(ssh_host, tmp_path):
 
 
 def test_a_detached_command_returns_its_status_and_this_attempts_output(ssh_host, tmp_path):
-    from aep_ops.patch_host import detached
+    from aep_ops.patch.host import detached
 
     log = tmp_path / "upgrade.log"
     with ssh_host.executor() as ex:

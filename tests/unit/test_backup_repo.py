@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aep_ops.backup_repo import segment_name, segment_position, wal_gaps
+from aep_ops.backup.repo import segment_name, segment_position, wal_gaps
 
 MB16 = 16 * 1024 * 1024
 

@@ -11,9 +11,10 @@ import pytest
 from aep_ops import config
 from aep_ops.engine import journal as jr
 from aep_ops.engine.runbook import runbook, unregister
+from aep_ops.engine.runner import run_runbook
 from aep_ops.engine.step import Plan, Step
 from aep_ops.errors import ApprovalRequired, ExecutionError, LockedError, UsageError, VerificationFailed
-from aep_ops.demo import greet
+from aep_ops.demo.runbooks import greet
 
 
 @pytest.fixture
@@ -29,8 +30,8 @@ def journal(settings):
 
 
 def test_demo_second_run_changes_nothing(settings, journal):
-    first = greet(settings, params={"name": "Ada"})
-    second = greet(settings, params={"name": "Ada"})
+    first = run_runbook(greet, settings, params={"name": "Ada"})
+    second = run_runbook(greet, settings, params={"name": "Ada"})
     assert first.status == second.status == "succeeded"
     assert [s.status for s in first.steps] == ["changed"] * 3
     assert [s.status for s in second.steps] == ["unchanged"] * 3
@@ -40,14 +41,14 @@ def test_demo_second_run_changes_nothing(settings, journal):
 
 
 def test_dry_run_plans_without_changing(settings, journal):
-    result = greet(settings, params={"name": "Ada"}, dry_run=True)
+    result = run_runbook(greet, settings, params={"name": "Ada"}, dry_run=True)
     assert result.status == "planned" and result.run_id is None
     assert [s.status for s in result.steps] == ["change", "unknown", "unknown"]
     assert result.steps[0].summary.startswith("would change: create ")
     assert "unknown until an earlier step runs" in result.steps[1].summary
     assert not (settings.state_dir / "demo").exists()
-    greet(settings, params={"name": "Ada"})
-    replan = greet(settings, params={"name": "Bob"}, dry_run=True)
+    run_runbook(greet, settings, params={"name": "Ada"})
+    replan = run_runbook(greet, settings, params={"name": "Bob"}, dry_run=True)
     assert [s.status for s in replan.steps] == ["unchanged", "change", "unknown"]
     assert (settings.state_dir / "demo" / "greeting.txt").read_text() == "Hello, Ada!\n"
     assert journal.list_runs(runbook="demo.greet")[0].params == {"name": "Ada", "pause": 0}
@@ -55,7 +56,7 @@ def test_dry_run_plans_without_changing(settings, journal):
 
 def test_bad_parameter_is_refused_before_anything_happens(settings, journal):
     with pytest.raises(UsageError, match="--name"):
-        greet(settings, params={"name": "  "})
+        run_runbook(greet, settings, params={"name": "  "})
     assert journal.list_runs() == []
     assert not (settings.state_dir / "demo").exists()
 
@@ -159,7 +160,7 @@ def declare():
 
 def test_soft_verification_failure_finishes_the_run(settings, declare, journal):
     rb = declare("t.soft", [Fine, SoftCheck, After])
-    result = rb(settings)
+    result = run_runbook(rb, settings)
     assert result.status == "verification_failed"
     assert [s.status for s in result.steps] == ["changed", "failed", "changed"]
     assert "marker row missing" in result.error
@@ -170,23 +171,23 @@ def test_production_step_needs_approval(settings, declare, journal):
     prod = config.load("prod")
     rb = declare("t.guarded", [Fine, Guarded])
     with pytest.raises(ApprovalRequired, match="--yes"):
-        rb(prod)
+        run_runbook(rb, prod)
     assert _Counter.applied == ["fine"]
     run = journal.list_runs(runbook="t.guarded")[0]
     assert [s.status for s in journal.steps(run.id)] == ["changed", "pending"]
-    resumed = rb(prod, resume=run.id, yes=True)
+    resumed = run_runbook(rb, prod, resume=run.id, yes=True)
     assert resumed.status == "succeeded" and _Counter.applied == ["fine", "guarded"]
-    assert rb(settings).status == "succeeded", "non-production environments need no approval"
+    assert run_runbook(rb, settings).status == "succeeded", "non-production environments need no approval"
 
 
 def test_retries_are_bounded(settings, declare):
     rb = declare("t.flaky", [Flaky])
-    assert rb(settings).status == "succeeded"
+    assert run_runbook(rb, settings).status == "succeeded"
     assert _Counter.applied.count("flaky") == 3
     _Counter.applied = []
     Flaky.retries = 1
     try:
-        assert rb(settings).status == "failed"
+        assert run_runbook(rb, settings).status == "failed"
         assert _Counter.applied.count("flaky") == 2
     finally:
         Flaky.retries = 2
@@ -195,31 +196,31 @@ def test_retries_are_bounded(settings, declare):
 def test_step_timeout_fails_the_step(settings, declare):
     rb = declare("t.slow", [Slow])
     started = time.monotonic()
-    result = rb(settings)
+    result = run_runbook(rb, settings)
     assert time.monotonic() - started < 3
     assert result.status == "failed" and "0.3s timeout" in result.error
 
 
 def test_resume_retries_the_failed_step_only(settings, declare, journal):
     rb = declare("t.resume", [Fine, FailsOnce, After])
-    first = rb(settings)
+    first = run_runbook(rb, settings)
     assert first.status == "failed" and "disk full" in first.error and first.resumable
-    second = rb(settings, resume=first.run_id)
+    second = run_runbook(rb, settings, resume=first.run_id)
     assert second.status == "succeeded" and second.run_id == first.run_id
     assert _Counter.applied == ["fine", "fails_once", "fails_once", "after"]
     assert second.steps[0].earlier and not second.steps[1].earlier
     assert journal.get_run(first.run_id).attempts == 2
     with pytest.raises(UsageError, match="already succeeded"):
-        rb(settings, resume=first.run_id)
+        run_runbook(rb, settings, resume=first.run_id)
 
 
 def test_resume_refuses_other_runbook_or_unknown_run(settings, declare):
     rb = declare("t.other", [Fine])
-    run = greet(settings, params={"name": "Ada"})
+    run = run_runbook(greet, settings, params={"name": "Ada"})
     with pytest.raises(UsageError, match="demo.greet on local"):
-        rb(settings, resume=run.run_id)
+        run_runbook(rb, settings, resume=run.run_id)
     with pytest.raises(UsageError, match="no such run"):
-        rb(settings, resume="20260101T000000Z-000000")
+        run_runbook(rb, settings, resume="20260101T000000Z-000000")
 
 
 def test_interrupted_one_shot_step_is_not_blindly_retried(settings, declare, journal):
@@ -227,7 +228,7 @@ def test_interrupted_one_shot_step_is_not_blindly_retried(settings, declare, jou
     run_id = journal.start_run("t.oneshot", "local", {}, actor="t", host="h")
     journal.set_step(run_id, 1, "one_shot", "running", plan="send the email")  # died mid-apply
     journal.finish_run(run_id, "interrupted")
-    result = rb(settings, resume=run_id)
+    result = run_runbook(rb, settings, resume=run_id)
     assert result.status == "failed" and "not idempotent" in result.error
     assert result.resumable is False, "the front door must not suggest a --resume that would refuse again"
 
@@ -264,7 +265,7 @@ def test_interrupted_one_shot_step_that_can_recover_is_recorded_or_redone(settin
     journal.set_step(run_id, 1, "one_shot", "running", plan="send the email")  # died mid-apply
     journal.finish_run(run_id, "interrupted")
 
-    result = rb(settings, resume=run_id)
+    result = run_runbook(rb, settings, resume=run_id)
 
     assert result.status == "succeeded" and result.steps[0].status == "changed"
     assert _Counter.applied == applied and Recovering.verified == [outputs], "recorded once, verified, never twice"
@@ -278,10 +279,10 @@ def test_held_lock_refuses_a_second_run(settings):
     lock.acquire(Holder.me("20261126T000000Z-aaaaaa"))
     try:
         with pytest.raises(LockedError, match=r"locked by run 20261126T000000Z-aaaaaa \(pid \d+ on "):
-            greet(settings, params={"name": "Ada"})
+            run_runbook(greet, settings, params={"name": "Ada"})
     finally:
         lock.release()
-    assert greet(settings, params={"name": "Ada"}).status == "succeeded"
+    assert run_runbook(greet, settings, params={"name": "Ada"}).status == "succeeded"
 
 
 def test_loser_names_a_winner_that_has_the_lock_but_has_not_yet_written_who_it_is(settings):
@@ -311,6 +312,6 @@ def test_loser_names_a_winner_that_has_the_lock_but_has_not_yet_written_who_it_i
 def test_progress_lines_name_step_number_title_and_anchor(settings):
     out = io.StringIO()
     out.aep_ops_human = True
-    greet(settings, params={"name": "Ada"}, out=out)
+    run_runbook(greet, settings, params={"name": "Ada"}, out=out)
     lines = out.getvalue().splitlines()
     assert "[2/3] Write the greeting  (runbooks/demo.greet.md#2-write-the-greeting-ensure_greeting)" in lines

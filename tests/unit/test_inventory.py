@@ -8,7 +8,7 @@ import pytest
 
 from aep_ops import config
 from aep_ops.errors import ConfigError, UsageError
-from aep_ops.inventory import Host, executor_for, hosts_for, parse_host_spec
+from aep_ops.fleet.inventory import Host, executor_for, hosts_for, parse_host_spec
 from tests.conftest import write_config
 
 FLEET = """

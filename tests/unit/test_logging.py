@@ -6,7 +6,8 @@ import json
 import logging
 
 from aep_ops import config, log
-from aep_ops.demo import greet
+from aep_ops.demo.runbooks import greet
+from aep_ops.engine.runner import run_runbook
 
 
 def events(state_dir):
@@ -15,7 +16,7 @@ def events(state_dir):
 
 def test_events_carry_run_context_and_stdlib_joins_the_chain(state_dir):
     settings = config.load("local")
-    result = greet(settings, params={"name": "Ada"})
+    result = run_runbook(greet, settings, params={"name": "Ada"})
     logging.getLogger("botocore.hooks").warning("from botocore")
     recorded = events(state_dir)
     step_starts = [e for e in recorded if e["event"] == "step.start"]
@@ -30,8 +31,8 @@ def test_events_carry_run_context_and_stdlib_joins_the_chain(state_dir):
 
 def test_every_applied_step_is_audited(state_dir):
     settings = config.load("local")
-    result = greet(settings, params={"name": "Ada"})
-    greet(settings, params={"name": "Ada"})  # unchanged: nothing applied, nothing audited
+    result = run_runbook(greet, settings, params={"name": "Ada"})
+    run_runbook(greet, settings, params={"name": "Ada"})  # unchanged: nothing applied, nothing audited
     records = [json.loads(line) for line in (state_dir / "logs" / "audit.jsonl").read_text().splitlines()]
     assert [r["action"] for r in records] == ["demo.greet:ensure_demo_dir", "demo.greet:ensure_greeting",
                                               "demo.greet:ensure_checksum"]

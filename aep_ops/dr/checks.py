@@ -1,0 +1,117 @@
+"""The named checks of a DR drill, run against the restored copy (each a soft step: every
+check runs and is reported even when an earlier one failed; any failure makes the drill exit 5)."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from aep_ops.engine.context import RunContext
+from aep_ops.engine.step import Plan, Step
+from aep_ops.errors import VerificationFailed
+
+DEFAULT_CRITICAL_TABLES = ("users", "roles", "permissions", "sessions", "audit_events", "projects", "documents")
+DEFAULT_SMOKE_QUERIES = ("select count(*) from users", "select max(occurred_at) from audit_events")
+
+
+def critical_tables(ctx: RunContext) -> list[str]:
+    return list((ctx.env.get("drill") or {}).get("critical_tables") or DEFAULT_CRITICAL_TABLES)
+
+
+@contextmanager
+def restored_conn(ctx: RunContext) -> Iterator[Any]:
+    """A connection to the drill's restored copy (autocommit)."""
+    from aep_ops.db.backends import backend_for
+
+    with backend_for(ctx.settings).connect_restored(ctx.output("ensure_scratch_restored", "name")) as conn:
+        yield conn
+
+
+class CheckMarkers(Step):
+    id = "check_markers"
+    title = "Marker before the target present, marker after it absent"
+    soft = True
+
+    def check(self, ctx):
+        sentinels = ctx.step_outputs("run_sentinels")
+        if sentinels.get("read_only"):
+            return Plan.unchanged("not run: --read-only-source wrote no markers", skipped=True)
+        with restored_conn(ctx) as conn:
+            rows = dict(conn.execute("select id, label from drill_markers where id = any(%s)",
+                                     ([sentinels["before_id"], sentinels["after_id"]],)).fetchall())
+        before, after = sentinels["before_id"] in rows, sentinels["after_id"] in rows
+        details = {"before_present": before, "after_present": after}
+        if not before or after:
+            raise VerificationFailed(f"marker before the target {'present' if before else 'MISSING'},"
+                                     f" marker after it {'PRESENT' if after else 'absent'}", details=details)
+        return Plan.unchanged("before present, after absent", **details)
+
+
+class CheckRowCounts(Step):
+    id = "check_row_counts"
+    title = "Critical tables hold the source's row counts as of the target"
+    soft = True
+
+    def check(self, ctx):
+        from psycopg import sql
+
+        expected = ctx.step_outputs("run_sentinels").get("counts")
+        if not expected:
+            return Plan.unchanged("not run: --read-only-source took no counts", skipped=True)
+        actual = {}
+        with restored_conn(ctx) as conn:
+            for table in expected:
+                query = sql.SQL("select count(*) from {}").format(sql.Identifier(table))
+                actual[table] = conn.execute(query).fetchone()[0]
+        wrong = {t: (expected[t], actual[t]) for t in expected if expected[t] != actual[t]}
+        if wrong:
+            raise VerificationFailed("row counts differ: " + ", ".join(
+                f"{t} expected {e} got {a}" for t, (e, a) in sorted(wrong.items())), details={"counts": actual})
+        return Plan.unchanged(f"{len(actual)} tables match", counts=actual)
+
+
+class CheckAmcheck(Step):
+    id = "check_amcheck"
+    title = "amcheck passes on every B-tree index"
+    soft = True
+
+    def check(self, ctx):
+        from aep_ops.pg import facts
+
+        with restored_conn(ctx) as conn:
+            indexes = facts.btree_indexes(conn)
+            failures = facts.amcheck_all(conn)
+        if failures:
+            raise VerificationFailed(f"{len(failures)} of {len(indexes)} indexes fail bt_index_check: "
+                                     + "; ".join(f"{f.index.qualified}: {f.error}" for f in failures[:5]))
+        return Plan.unchanged(f"{len(indexes)} B-tree indexes checked", indexes=len(indexes))
+
+
+class CheckSmokeQueries(Step):
+    id = "check_smoke_queries"
+    title = "Smoke queries answer"
+    soft = True
+
+    def check(self, ctx):
+        queries = list((ctx.env.get("drill") or {}).get("smoke_queries") or DEFAULT_SMOKE_QUERIES)
+        from aep_ops.pg import facts
+
+        with restored_conn(ctx) as conn:
+            _, failed = facts.smoke_queries(conn, queries)
+        if failed:
+            raise VerificationFailed("; ".join(failed), details={"queries": queries})
+        return Plan.unchanged(f"{len(queries)} queries answered", queries=queries)
+
+
+class CheckWritable(Step):
+    id = "check_writable"
+    title = "The restored database accepts writes"
+    soft = True
+
+    def check(self, ctx):
+        with restored_conn(ctx) as conn:
+            if conn.execute("select pg_is_in_recovery()").fetchone()[0]:
+                raise VerificationFailed("the copy is still in recovery (read-only)")
+            conn.execute("insert into drill_markers (label) values (%s)", (f"writable check {ctx.run_id}",))
+        return Plan.unchanged("insert committed", verified_at=time.time())

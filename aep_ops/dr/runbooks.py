@@ -1,0 +1,216 @@
+"""``dr.drill``: a real disaster-recovery drill, measured against the RTO and RPO objectives.
+
+Source ready -> preflight -> sentinel rows around a target time -> restore into a scratch
+cluster at the target -> named checks -> RTO/RPO -> report, metrics -> cleanup. Every
+check is soft (all run, all reported); any failure makes the drill exit 5 and keeps the
+scratch cluster for inspection.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from aep_ops.db import locations
+from aep_ops.db.backends import backend_for
+from aep_ops.dr.checks import (CheckAmcheck, CheckMarkers, CheckRowCounts, CheckSmokeQueries, CheckWritable,
+                                  critical_tables)
+from aep_ops.engine.context import RunContext
+from aep_ops.engine.runbook import runbook
+from aep_ops.engine.step import Plan, Step
+from aep_ops.errors import StepFailed, UsageError, VerificationFailed
+from aep_ops.db.runbooks import EnsureAppDatabase, EnsureRecentBackup, EnsureSourceCluster, EnsureStanza
+
+
+class Preflight(Step):
+    id = "preflight"
+    title = "Preflight: source reachable, archiving healthy, restore space available"
+
+    def check(self, ctx):
+        backend = backend_for(ctx.settings)
+        if ctx.dry_run and backend.kind == "local" and backend.db.cluster.postmaster_pid() is None:
+            return Plan.unknown("the source is created or started by step 1")
+        started = time.time()
+        archive = backend.archive_facts()
+        if archive["problems"]:
+            raise StepFailed("; ".join(archive["problems"]))
+        with backend.connect_source() as conn:
+            size = conn.execute("select sum(pg_database_size(oid)) from pg_database").fetchone()[0]
+        free = backend.free_bytes()
+        if free is not None and free < 2 * size:
+            raise StepFailed(f"only {free / 2**30:.1f} GiB free for the restore; it needs about"
+                             f" {2 * size / 2**30:.1f} GiB; free space or set state_dir elsewhere")
+        last, lag = archive["last_archived_at"], archive["archive_lag_seconds"]
+        return Plan.unchanged(f"archive lag {'unknown' if lag is None else f'{lag:.0f}s'},"
+                              f" source {size / 2**20:.0f} MiB", archive_lag_seconds=lag, source_bytes=size,
+                              free_bytes=free, last_archived_at=last.isoformat() if last else None,
+                              started_at=started)
+
+
+class RunSentinels(Step):
+    id = "run_sentinels"
+    title = "Write a marker, take the target time, write a second marker, switch WAL"
+    idempotent = False
+
+    def check(self, ctx):
+        if ctx.params["read_only_source"]:
+            return Plan.unchanged("read-only source: no writes, target given", read_only=True,
+                                  target_time=ctx.params["target"].isoformat())
+        return Plan.change("insert two drill_markers rows around a target time and switch WAL")
+
+    def apply(self, ctx, plan):
+        from psycopg import sql
+
+        from aep_ops.pg import facts
+        from aep_ops.pg.schema import insert_marker
+
+        backend = backend_for(ctx.settings)
+        if backend.kind == "local":
+            _wait_past_newest_backup(backend.db)
+        with backend.connect_source() as conn:
+            before = insert_marker(conn, f"drill {ctx.run_id} before target")
+            counts = {}
+            with conn.transaction():  # one snapshot for every count, taken after the first marker
+                conn.execute("set transaction isolation level repeatable read")
+                for table in critical_tables(ctx):
+                    query = sql.SQL("select count(*) from {}").format(sql.Identifier(table))
+                    counts[table] = conn.execute(query).fetchone()[0]
+            target = conn.execute("select clock_timestamp()").fetchone()[0]
+            time.sleep(0.01)  # the second marker must commit strictly after the target
+            after = insert_marker(conn, f"drill {ctx.run_id} after target")
+            walfile = None
+            if backend.kind == "local":
+                walfile = facts.switch_wal(conn)
+                ctx.progress(f"waiting for WAL segment {walfile} to reach the archive")
+                facts.wait_archived(conn, walfile, timeout=120, poll=0.02)
+        backend.wait_until_restorable(target, ctx.progress)
+        return {"before_id": before, "after_id": after, "counts": counts, "read_only": False,
+                "target_time": target.astimezone(timezone.utc).isoformat(), "walfile": walfile}
+
+
+class EnsureScratchRestored(Step):
+    id = "ensure_scratch_restored"
+    title = "Restore into a scratch cluster at the target"
+
+    def check(self, ctx):
+        target = datetime.fromisoformat(ctx.output("run_sentinels", "target_time"))
+        state, meta = backend_for(ctx.settings).restore_state(_scratch_name(ctx), target)
+        if state == "done":
+            return Plan.unchanged(f"{meta['name']} already restored", **meta)
+        return Plan.change(("redo the interrupted restore into " if state == "partial" else "restore into ")
+                           + _scratch_name(ctx))
+
+    def apply(self, ctx, plan):
+        target = datetime.fromisoformat(ctx.output("run_sentinels", "target_time"))
+        timeout = int((ctx.env.get("drill") or {}).get("restore_timeout") or 3600)
+        return backend_for(ctx.settings).restore(_scratch_name(ctx), target, run_id=ctx.run_id, purpose="drill",
+                                                 progress=ctx.progress, timeout=timeout)
+
+
+class Measure(Step):
+    id = "measure"
+    title = "Measure RTO and RPO against the objectives"
+    soft = True
+
+    def check(self, ctx):
+        restored = ctx.step_outputs("ensure_scratch_restored")
+        started = datetime.fromisoformat(restored["restore_started_at"]).timestamp()
+        verified = ctx.output("check_writable", "verified_at") if "check_writable" in ctx.outputs else None
+        target = datetime.fromisoformat(restored["target_time"])
+        last = restored.get("last_replayed_commit")
+        rpo = max(0.0, (target - datetime.fromisoformat(last)).total_seconds()) if last else None
+        objectives = ctx.env.get("objectives") or {}
+        m = {"rto_seconds": round(verified - started, 3) if verified else None, "rpo_seconds": rpo,
+             "archive_lag_seconds": ctx.step_outputs("preflight").get("archive_lag_seconds"),
+             "rto_objective_seconds": objectives.get("rto_seconds"),
+             "rpo_objective_seconds": objectives.get("rpo_seconds")}
+        missed = []
+        if m["rto_seconds"] is None:
+            missed.append("RTO not measurable: the copy was never verified writable")
+        elif m["rto_objective_seconds"] and m["rto_seconds"] > m["rto_objective_seconds"]:
+            missed.append(f"RTO {m['rto_seconds']:.0f}s exceeds the objective {m['rto_objective_seconds']}s")
+        for key, label in (("rpo_seconds", "RPO"), ("archive_lag_seconds", "archive lag")):
+            if m[key] is not None and m["rpo_objective_seconds"] and m[key] > m["rpo_objective_seconds"]:
+                missed.append(f"{label} {m[key]:.0f}s exceeds the RPO objective {m['rpo_objective_seconds']}s")
+        if missed:
+            raise VerificationFailed("; ".join(missed), details=m)
+        return Plan.unchanged(f"RTO {m['rto_seconds']:.1f}s, RPO {m['rpo_seconds'] or 0:.1f}s", **m)
+
+
+class RunReport(Step):
+    id = "run_report"
+    title = "Write the report (Markdown + JSON) and the metrics"
+
+    def check(self, ctx):
+        return Plan.change("write reports/dr-drill-<run>.{md,json} and the Prometheus metrics file")
+
+    def apply(self, ctx, plan):
+        from aep_ops.dr.runbooks import report as drill_report
+
+        report = drill_report.build(ctx)
+        paths = drill_report.write(ctx.settings, report)
+        ctx.summary.update({**report, "report": str(paths["md"]), "metrics_file": str(paths["metrics"])})
+        return {k: str(v) for k, v in paths.items()}
+
+
+class EnsureScratchRemoved(Step):
+    id = "ensure_scratch_removed"
+    title = "Remove the scratch cluster (kept on failure or with --keep)"
+
+    def check(self, ctx):
+        if ctx.run_id is None:
+            return Plan.unknown("the scratch cluster is named after the run")
+        name = _scratch_name(ctx)
+        if not backend_for(ctx.settings).exists(name):
+            return Plan.unchanged(f"{name} is gone")
+        if ctx.params["keep"]:
+            return Plan.unchanged(f"kept {name} (--keep)", kept=name)
+        if ctx.soft_failures:
+            return Plan.unchanged(f"kept {name} for inspection: checks failed", kept=name)
+        return Plan.change(f"stop and remove {name}")
+
+    def apply(self, ctx, plan):
+        backend_for(ctx.settings).discard(_scratch_name(ctx))
+        return {"removed": _scratch_name(ctx)}
+
+
+def _wait_past_newest_backup(db: locations.LocalDb) -> None:
+    """pgBackRest records backup stop times in whole seconds, and a target must lie after the
+    backup's end (else PostgreSQL 15 silently stops at that end): right after a fresh backup,
+    wait out that second rather than have the restore refuse the target."""
+    from aep_ops.pg.target import STOP_RESOLUTION
+
+    stops = [b.stop for b in db.backrest.info() if not b.error]
+    if stops:
+        ready = max(stops) + STOP_RESOLUTION * 1.2
+        delay = (ready - datetime.now(timezone.utc)).total_seconds()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def _scratch_name(ctx: RunContext) -> str:
+    """A valid cluster directory and RDS instance identifier (letters, digits, single hyphens)."""
+    return "drill-" + ctx.run_id.lower()
+
+
+@runbook("dr.drill", steps=[EnsureSourceCluster, EnsureAppDatabase, EnsureStanza, Preflight, EnsureRecentBackup,
+                            RunSentinels, EnsureScratchRestored, CheckMarkers, CheckRowCounts, CheckAmcheck,
+                            CheckSmokeQueries, CheckWritable, Measure, RunReport, EnsureScratchRemoved],
+         summary="Disaster-recovery drill: restore to a point in time, verify, measure RTO/RPO, report",
+         schedule="Mon *-*-* 04:00:00 UTC",
+         help={"target_time": "restore to this time (needs --read-only-source; default: a fresh sentinel time)",
+               "keep": "keep the scratch cluster after a successful drill",
+               "read_only_source": "write nothing to the source; use --target-time",
+               "scale": "size of the local AEP database when it is first created"})
+def drill(ctx: RunContext, *, target_time: str = "", keep: bool = False, read_only_source: bool = False,
+          scale: int = 0) -> None:
+    """Check the input; the local backend is the embedded default."""
+    from aep_ops.db.runbooks import require_reachable_state_dir
+    from aep_ops.pg.target import parse_target_time
+
+    require_reachable_state_dir(ctx.settings)  # exit 2 before anything starts
+    if read_only_source and not target_time:
+        raise UsageError("--read-only-source needs --target-time (no sentinel writes, so no fresh target)")
+    if target_time and not read_only_source:
+        raise UsageError("--target-time goes with --read-only-source (otherwise the drill makes its own target)")
+    ctx.params["target"] = parse_target_time(target_time) if target_time else None

@@ -1,0 +1,208 @@
+"""``fleet.run``, ``fleet.facts``, ``fleet.trust``: the CLI front door of aep_ops.fleet.commands.
+
+The command for ``fleet.run`` is what follows ``--`` on the command line. invoke parses
+that remainder (``Program.core[0].remainder``: the words after ``--`` joined by spaces,
+as ssh joins its own) but does not hand it to tasks, and ``inv`` uses invoke's stock
+Program; so the task reads it from ``sys.argv`` the same way.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from invoke import task
+from invoke.exceptions import Exit
+
+from aep_ops.tasks.frontdoor import EXIT_FAILED, front_door, load_settings, print_json
+
+_COMMON_HELP = {
+    "env": "environment (default: local)",
+    "role": "only hosts with this role",
+    "hosts": "comma-separated hosts instead of the inventory: names or [user@]address[:port]",
+    "identity": "SSH private key (default: environments.ENV.ssh.identity)",
+    "known-hosts": "known_hosts file to check host keys against (default: environments.ENV.ssh.known_hosts)",
+    "parallel": "at most this many hosts at a time (default: inventory.parallel or 10)",
+    "timeout": "seconds for the whole fan-out; hosts not done by then are unreachable (default 60)",
+    "json": "print JSON",
+    "set": "override a configuration value, KEY=VALUE (repeatable)",
+}
+
+
+@task(help={**_COMMON_HELP, "yes": "approve running on a production environment",
+            "via": "ssh (default) or ssm (SSM Run Command; hosts need an instance_id)",
+            "command": "the shell command, instead of giving it after --",
+            "output": "print each host's output under its line"},
+      iterable=["set"], auto_shortflags=False)
+def run(c, env=None, role=None, hosts=None, identity=None, known_hosts=None, parallel=None, timeout=None,
+        yes=False, via="ssh", command=None, output=False, json=False, set=None):
+    """Run a shell command on every host: `inv fleet.run --env staging --role api -- uptime`."""
+    with front_door():
+        from aep_ops.fleet.commands import run_command
+
+        settings = load_settings(env, set or [])
+        result = run_command(
+            settings, command if command is not None else remainder(), role=role, hosts=_split(hosts),
+            identity=identity, known_hosts=known_hosts, parallel=_int("--parallel", parallel),
+            timeout=_float("--timeout", timeout, 60.0), via=via, yes=yes)
+        if json:
+            print_json(result.to_json())
+        else:
+            _print_run(result, output)
+        if not result.ok:
+            raise Exit(code=EXIT_FAILED)
+
+
+@task(help=_COMMON_HELP, iterable=["set"], auto_shortflags=False)
+def facts(c, env=None, role=None, hosts=None, identity=None, known_hosts=None, parallel=None, timeout=None,
+          json=False, set=None):
+    """Read-only facts per host: OS, kernel, uptime, pending and security updates, reboot required."""
+    with front_door():
+        from aep_ops.fleet.commands import gather_facts
+
+        settings = load_settings(env, set or [])
+        rows = gather_facts(settings, role=role, hosts=_split(hosts), identity=identity, known_hosts=known_hosts,
+                            parallel=_int("--parallel", parallel), timeout=_float("--timeout", timeout, 60.0))
+        if json:
+            print_json([r.to_json() for r in rows])
+        else:
+            _print_facts(rows)
+        if any(r.status != "ok" for r in rows):
+            raise Exit(code=EXIT_FAILED)
+
+
+@task(help={"host": "inventory name or [user@]address[:port]", "port": "SSH port (default 22 or the host's)",
+            "env": "environment whose ssh.known_hosts is appended to (default: local)",
+            "known-hosts": "known_hosts file to append to instead", "yes": "add without asking",
+            "set": "override a configuration value, KEY=VALUE (repeatable)"},
+      iterable=["set"], auto_shortflags=False)
+def trust(c, host, port=None, env=None, known_hosts=None, yes=False, set=None):
+    """Show a host's SSH key fingerprints and record them in known_hosts (after --yes or a y/N prompt)."""
+    with front_door():
+        import os
+
+        from aep_ops.errors import ApprovalRequired, ConfigError
+        from aep_ops.fleet.commands import append_known_hosts, new_keys, recorded_keys, scan_host_keys
+        from aep_ops.fleet.inventory import hosts_for
+        from aep_ops.log import audit
+
+        settings = load_settings(env, set or [])
+        target = hosts_for(settings, override=[host])[0]
+        port_number = _int("--port", port) or target.port
+        path = known_hosts or (settings.env.get("ssh") or {}).get("known_hosts")
+        if not path:
+            raise ConfigError(f"environments.{settings.env_name}.ssh.known_hosts is not set: nowhere to record the "
+                              "key; set it or pass --known-hosts FILE")
+        path = os.path.expanduser(path)
+        scanned = scan_host_keys(target.address, port_number)
+        print(f"{target.address}:{port_number} offers:")
+        for key in scanned:
+            print(f"  {key.key_type:<22} {key.fingerprint}")
+        missing = new_keys(scanned, recorded_keys(path, target.address, port_number), known_hosts=path,
+                           address=target.address, port=port_number)
+        if not missing:
+            print(f"already trusted in {path}; nothing to do")
+            return
+        if not yes and not _confirm(f"Add {len(missing)} key(s) for {target.address}:{port_number} to {path}? [y/N] "):
+            audit(settings.state_dir, "fleet.trust", target=f"{target.address}:{port_number}",
+                  args={"known_hosts": path}, result="refused: not confirmed")
+            raise ApprovalRequired("nothing recorded: check the fingerprint(s) above out of band (on the host: "
+                                   "`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), then rerun with --yes")
+        append_known_hosts(path, missing)
+        audit(settings.state_dir, "fleet.trust", target=f"{target.address}:{port_number}",
+              args={"known_hosts": path, "fingerprints": ",".join(k.fingerprint for k in missing)}, result="ok")
+        print(f"added {len(missing)} key(s) to {path}")
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def remainder(argv: list[str] | None = None) -> str:
+    """The words after the first ``--``, joined by spaces (invoke's ParseResult.remainder)."""
+    argv = sys.argv if argv is None else argv
+    return " ".join(argv[argv.index("--") + 1:]) if "--" in argv else ""
+
+
+def _confirm(question: str) -> bool:
+    """A y/N question, only on a terminal; anything else is no (never trust silently)."""
+    if not sys.stdin.isatty():
+        return False
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+def _split(hosts: str | None) -> list[str] | None:
+    return [h.strip() for h in hosts.split(",") if h.strip()] if hosts else None
+
+
+def _int(flag: str, value: object) -> int | None:
+    return _number(flag, value, int, None, "a whole number")
+
+
+def _float(flag: str, value: object, default: float) -> float:
+    return _number(flag, value, float, default, "a number of seconds")
+
+
+def _number(flag: str, value: object, kind: type, default: Any, what: str) -> Any:
+    """A numeric flag (invoke hands over strings); a bad value is one line naming the flag."""
+    from aep_ops.errors import UsageError
+
+    if value in (None, ""):
+        return default
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{flag} {value!r}: expected {what}") from None
+
+
+def _print_run(result, show_output: bool) -> None:
+    width = max((len(h.name) for h in result.hosts), default=4)
+    for host, outcome in result.pairs():
+        r = outcome.result
+        if outcome.status == "ok":
+            detail = f"{r.duration:.2f}s"
+        elif outcome.status == "failed":
+            tail = " | ".join(r.stderr_tail(3).splitlines())
+            detail = f"exit {r.exit_status}" + (f": {tail[:300]}" if tail else "")
+        else:
+            detail = outcome.error or "unreachable"
+        print(f"{outcome.status:<11} {host.name:<{width}}  {detail}")
+        if show_output and r is not None:
+            for line in (r.stdout + r.stderr).rstrip("\n").splitlines():
+                print(f"    {line}")
+    print(result.summary())
+
+
+def _print_facts(rows) -> None:
+    header = ("HOST", "OS", "KERNEL", "UPTIME", "UPDATES", "SECURITY", "REBOOT")
+    table = [header]
+    problems = []
+    for f in rows:
+        if f.status == "unreachable":
+            problems.append(f"{f.host.name}: {f.status}: {f.error}")
+            table.append((f.host.name, "?", "?", "?", "?", "?", "?"))
+            continue
+        if f.error:
+            problems.append(f"{f.host.name}: {f.error}")
+        table.append((f.host.name, f.os or "?", f.kernel or "?", _duration(f.uptime_seconds), _n(f.updates),
+                      _n(f.security_updates), {True: "yes", False: "no"}.get(f.reboot_required, "?")))
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    for line in problems:
+        print(line)
+
+
+def _n(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(seconds)
+    days, rest = divmod(s, 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days}d {hours}h" if days else f"{hours}h {rest // 60}m"

@@ -1,0 +1,31 @@
+"""backup.check against a real fault: a broken archive_command in postgresql.auto.conf.
+
+Real PostgreSQL 15 and pgBackRest; faults are real, not simulated.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.backup_source import sql, steps
+
+pytestmark = pytest.mark.slow
+
+
+def test_check_detects_a_broken_archive_command_and_setup_repairs_it(source, cli):
+    sql(source, "alter system set archive_command = '/bin/false'")
+    sql(source, "select pg_reload_conf()")
+
+    broken = cli("backup.check", "--timeout", "20")
+    assert broken.returncode == 5, broken.stdout + broken.stderr
+    assert "archiving is failing" in broken.stderr and "last failed WAL 0000000" in broken.stderr
+
+    plan = cli("backup.setup", "--dry-run", check_rc=0).stdout
+    assert "archive_command does not push to stanza aep (set in" in plan and "postgresql.auto.conf" in plan
+    assert steps(cli("backup.setup", "--json", check_rc=0)) == {"ensure_stanza": "changed",
+                                                                "run_archive_check": "changed"}
+    assert "archive_command" not in (source / "pg/aep-source/data/postgresql.auto.conf").read_text()
+    healthy = json.loads(cli("backup.check", "--json", check_rc=0).stdout)
+    assert healthy["outputs"]["archiver_status"]["failed_count"] >= 1, "past failures stay visible"
