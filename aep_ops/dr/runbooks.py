@@ -145,7 +145,7 @@ class RunReport(Step):
         return Plan.change("write reports/dr-drill-<run>.{md,json} and the Prometheus metrics file")
 
     def apply(self, ctx, plan):
-        from aep_ops.dr.runbooks import report as drill_report
+        from aep_ops.dr import report as drill_report
 
         report = drill_report.build(ctx)
         paths = drill_report.write(ctx.settings, report)

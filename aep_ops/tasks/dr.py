@@ -10,7 +10,7 @@ from aep_ops.tasks.frontdoor import front_door, load_settings, print_json
 @task(help={"env": "environment (default: local)", "json": "print JSON"})
 def history(c, env=None, json=False):
     """List past drills (result, RTO, RPO, archive lag) and write reports/dr-trend-ENV.svg."""
-    from aep_ops.dr.runbooks import report as drill_report
+    from aep_ops.dr import report as drill_report
 
     with front_door():
         settings = load_settings(env)
