@@ -74,7 +74,14 @@ class Settings:
     def __post_init__(self) -> None:
         if self.resolver is None:
             vault = self.data.get("vault") or {}
-            self.resolver = SecretResolver(vault_addr=vault.get("addr"), vault_token=vault.get("token"))
+            self.resolver = SecretResolver(vault_addr=vault.get("addr"), vault_token=vault.get("token"),
+                                           aws_client=self._aws_client)
+
+    def _aws_client(self, service: str) -> Any:
+        """The one AWS client factory, for ``aws-sm:`` references (imported only when one is resolved)."""
+        from aep_ops.aws.clients import client
+
+        return client(self, service)
 
     @property
     def env(self) -> dict[str, Any]:

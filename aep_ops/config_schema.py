@@ -66,6 +66,7 @@ AWS = Section({
     "region": _str(),
     "profile": _str(),
     "endpoint_url": Field(str, "override every AWS endpoint (tests: the moto server)"),
+    "ca_bundle": Field(str, "CA certificates to verify AWS endpoints with (a private endpoint or proxy)"),
 })
 
 DATABASE = Section({

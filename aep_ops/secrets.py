@@ -92,7 +92,10 @@ class SecretResolver:
 
     def _aws_sm(self, target: str) -> str:
         secret_id, _, key = target.partition("#")
-        client = self._aws_client("secretsmanager") if self._aws_client else _default_sm_client()
+        if self._aws_client is None:
+            raise SecretError(f"secret aws-sm:{secret_id}: no AWS client to read it with (resolve it through the"
+                              " environment's settings)")
+        client = self._aws_client("secretsmanager")
         try:
             raw = client.get_secret_value(SecretId=secret_id)["SecretString"]
         except Exception as exc:  # botocore ClientError and friends; message names no value
@@ -124,12 +127,6 @@ def _pick_key(raw: str, key: str, where: str) -> str:
     if key not in data:
         raise SecretError(f"secret {where}: no key {key!r}")
     return str(data[key])
-
-
-def _default_sm_client() -> Any:
-    import boto3
-
-    return boto3.client("secretsmanager")
 
 
 _BACKENDS: dict[str, Callable[[SecretResolver, str], str]] = {

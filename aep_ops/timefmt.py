@@ -1,8 +1,22 @@
-"""Times and durations the way on-call messages show them: UTC with a Z, and 3m05s."""
+"""Times and durations the way on-call messages show them: UTC with a Z, and 3m05s; and the one
+rule every recovery target obeys (an explicit UTC offset)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+
+from aep_ops.errors import UsageError
+
+EXAMPLE_TARGET = "2026-11-26T09:41:00Z"
+
+
+def aware_utc(when: datetime, *, shown: str | None = None) -> datetime:
+    """``when`` in UTC, refusing a time without a UTC offset: PostgreSQL would read such a target in
+    the restored cluster's timezone, RDS in UTC. ``shown``: how the user wrote it, for the message."""
+    if when.tzinfo is None or when.utcoffset() is None:
+        written = repr(shown) if shown is not None else when.isoformat()
+        raise UsageError(f"target time {written} has no UTC offset; add Z or +HH:MM, e.g. {EXAMPLE_TARGET}")
+    return when.astimezone(timezone.utc)
 
 
 def utc_z(when: datetime) -> str:

@@ -296,7 +296,7 @@ def idle_archive_lag(env: dict[str, str], idle_since: float, timeout: int) -> di
     sys.path.insert(0, str(REPO))
     from aep_ops import config
     from aep_ops.db import locations
-    from aep_ops.db.backends import local_restore
+    from aep_ops.db.backends import local_facts
 
     db = locations.local_db(config.load("local"))
     wait = idle_since + timeout + 10 - time.monotonic()
@@ -307,7 +307,7 @@ def idle_archive_lag(env: dict[str, str], idle_since: float, timeout: int) -> di
     end = time.monotonic() + timeout
     while True:
         at = time.monotonic()
-        facts = local_restore.archive_facts(db)
+        facts = local_facts.archive_facts(db)
         with db.cluster.connect(db.dbname) as conn:
             lsn = conn.execute("select pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn())").fetchone()
         samples.append({"at_seconds": round(at - idle_since, 1), "lag_seconds": facts["archive_lag_seconds"],

@@ -1,8 +1,8 @@
 """The one boto3 client factory, and the boundary where AWS errors become AepErrors.
 
 Every client gets bounded retries (botocore "standard" mode), connect/read timeouts and the
-environment's region, profile and endpoint override (the moto server in tests), so no call
-can hang a runbook or retry forever. botocore's errors are translated once, here, into
+environment's region, profile, endpoint override (the moto server in tests) and CA bundle, so
+no call can hang a runbook or retry forever; secret references (``aws-sm:``) come through here too. botocore's errors are translated once, here, into
 messages an on-call engineer can act on: which action, on what, and what to do next. The
 request parameters are never echoed (they can hold passwords or secret strings), and every
 message goes through ``aep_ops.redact``.
@@ -98,6 +98,7 @@ def client(source: Any, service: str, *, max_attempts: int | None = None,
     aws = aws_settings(source)
     region, profile = aws.get("region") or None, aws.get("profile") or None
     endpoint = aws.get("endpoint_url") or None
+    ca_bundle = aws.get("ca_bundle") or None
     attempts = DEFAULT_MAX_ATTEMPTS if max_attempts is None else int(max_attempts)
     if attempts < 1:
         raise ValueError("max_attempts must be at least 1")
@@ -109,7 +110,7 @@ def client(source: Any, service: str, *, max_attempts: int | None = None,
     )
     try:
         session = boto3.session.Session(profile_name=profile, region_name=region)
-        return session.client(service, endpoint_url=endpoint, config=config)
+        return session.client(service, endpoint_url=endpoint, config=config, verify=ca_bundle)
     except ProfileNotFound:
         raise ConfigError(
             f"aws.profile {profile!r} is not defined in ~/.aws/config or ~/.aws/credentials on this host; "

@@ -190,6 +190,15 @@ def archiver_details(status: Any, now: Any = None) -> dict[str, Any]:
             "failing": status.failing, "lag_seconds": None if lag is None else round(lag, 1)}
 
 
+def list_backups(settings: Any) -> list[dict[str, Any]]:
+    """Every backup of the environment's stanza, oldest first, as JSON-safe records (``backup.list``)."""
+    from aep_ops.db import locations
+    from aep_ops.db.source import backup_outputs, require_self_hosted
+
+    require_self_hosted(settings, "backup.list")
+    return [backup_outputs(b) for b in locations.local_db(settings).backrest.info()]
+
+
 def _iso(when: Any) -> str | None:
     return when.isoformat() if when else None
 

@@ -16,8 +16,9 @@ from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
 from aep_ops.errors import StepFailed, UsageError, VerificationFailed
-from aep_ops.db.runbooks import (EnsureStanza, backup_outputs, not_local, require_reachable_state_dir,
-                                  running_source, source)
+from aep_ops.db.backends import backend_class
+from aep_ops.db.runbooks import EnsureStanza
+from aep_ops.db.source import backup_outputs, not_self_hosted, running_source, source
 from aep_ops.log import get_logger
 
 log = get_logger(__name__)
@@ -46,7 +47,7 @@ class RunArchiveCheck(Step):
     timeout = 300
 
     def check(self, ctx):
-        if (plan := not_local(ctx)) is not None:
+        if (plan := not_self_hosted(ctx)) is not None:
             return plan
         if (plan := running_source(source(ctx), ctx)) is not None:
             return plan
@@ -77,7 +78,7 @@ class RunBackup(Step):
     timeout = 6 * 3600
 
     def check(self, ctx):
-        if (plan := not_local(ctx)) is not None:
+        if (plan := not_self_hosted(ctx)) is not None:
             return plan
         if (plan := running_source(source(ctx), ctx)) is not None:
             return plan
@@ -123,7 +124,7 @@ class ArchiverStatus(Step):
     soft = True
 
     def check(self, ctx):
-        if (plan := not_local(ctx)) is not None:
+        if (plan := not_self_hosted(ctx)) is not None:
             return plan
         from aep_ops.backup.repo import archiver_details, failure_text
         from aep_ops.pg import facts
@@ -158,7 +159,7 @@ class ArchiveRoundtrip(Step):
     timeout = 3600
 
     def check(self, ctx):
-        if (plan := not_local(ctx)) is not None:
+        if (plan := not_self_hosted(ctx)) is not None:
             return plan
         _source_up(ctx)
         return Plan.change(f"switch WAL and wait up to {ctx.params['timeout']}s until it is archived")
@@ -179,7 +180,7 @@ class RepositoryIntegrity(Step):
     timeout = 6 * 3600
 
     def check(self, ctx):
-        if (plan := not_local(ctx)) is not None:
+        if (plan := not_self_hosted(ctx)) is not None:
             return plan
         db = source(ctx)
         found, damaged = {}, []
@@ -204,7 +205,7 @@ class WalContinuity(Step):
     timeout = 3600
 
     def check(self, ctx):
-        if (plan := not_local(ctx)) is not None:
+        if (plan := not_self_hosted(ctx)) is not None:
             return plan
         from aep_ops.backup.repo import archived_segments, wal_gaps
 
@@ -258,7 +259,7 @@ def _check_repo(ctx: RunContext, repo: int, *, allow_all: bool) -> None:
 @runbook("backup.setup", steps=[EnsureStanza, RunArchiveCheck],
          summary="Set up the pgBackRest stanza and prove that WAL archiving reaches it")
 def setup(ctx: RunContext) -> None:
-    require_reachable_state_dir(ctx.settings)
+    backend_class(ctx.settings).check_usable(ctx.settings)
 
 
 @runbook("backup.run", steps=[RunBackup], summary="Take a pgBackRest backup (full, diff or incr) to one repo",
@@ -267,7 +268,7 @@ def run(ctx: RunContext, *, type: str = "full", repo: int = 1) -> None:
     if type not in ("full", "diff", "incr"):
         raise UsageError(f"--type {type!r}: use full, diff or incr")
     _check_repo(ctx, int(repo), allow_all=False)
-    require_reachable_state_dir(ctx.settings)
+    backend_class(ctx.settings).check_usable(ctx.settings)
 
 
 @runbook("backup.check", steps=[ArchiverStatus, ArchiveRoundtrip], mutating=False,

@@ -60,12 +60,6 @@ def restores_dir(settings: Any) -> Path:
     return pg_root(settings) / "restores"
 
 
-def require_local(settings: Any, what: str) -> None:
-    backend = settings.env.get("backend")
-    if backend != "local":
-        raise UsageError(f"{what} on {settings.env_name}: backend '{backend}' is not the local backend")
-
-
 def local_db(settings: Any) -> LocalDb:
     from aep_ops.pg.cluster import LocalCluster
     from aep_ops.pg.pgbackrest import PgBackRest

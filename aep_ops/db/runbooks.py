@@ -17,111 +17,17 @@ from typing import Any
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
+from aep_ops.db.backends import backend_class
+from aep_ops.db.backends.local import require_reachable_state_dir
+from aep_ops.db.source import backup_outputs, checked_source, config_drift, not_self_hosted, reload, source
 from aep_ops.errors import AepError, StepFailed, UsageError, VerificationFailed
 from aep_ops.log import get_logger
 
 log = get_logger(__name__)
 
 DEFAULT_MAX_AGE_HOURS = 26
-# Managed by LocalCluster.configure whatever the caller asks (port, sockets, logging).
-_MANAGED_KEYS = ("port", "listen_addresses", "unix_socket_directories", "logging_collector", "log_timezone")
 # Settings that prove the running source is PITR-ready.
 _REQUIRED_LIVE = {"wal_level": "replica", "archive_mode": "on", "track_commit_timestamp": "on"}
-
-
-# --- shared helpers (also used by aep_ops.backup.runbooks) ------------------------------------------
-
-
-def not_local(ctx: RunContext) -> Plan | None:
-    """The plan of every local-only step on another backend (RDS checks are a colleague's steps)."""
-    backend = ctx.env.get("backend")
-    if backend == "local":
-        return None
-    return Plan.unchanged(f"backend {backend}: managed by Amazon RDS", backend=backend)
-
-
-def source(ctx: RunContext) -> Any:
-    """The environment's LocalDb (cluster + pgBackRest stanza), from the configuration."""
-    from aep_ops.db import locations
-
-    return locations.local_db(ctx.settings)
-
-
-def require_reachable_state_dir(settings: Any) -> None:
-    """The postgres user must traverse STATE_DIR to reach the cluster and the repo; say so early."""
-    if settings.env.get("backend") != "local":
-        return
-    from aep_ops.db import locations
-    from aep_ops.pg import fsutil
-
-    user = (settings.env.get("postgres") or {}).get("os_user") or "postgres"
-    try:
-        fsutil.check_traversable(locations.pg_root(settings) / "aep-source", user)
-    except KeyError:
-        raise UsageError(f"OS user {user!r} does not exist; install PostgreSQL 15 (make drill) or set"
-                         f" environments.{settings.env_name}.postgres.os_user") from None
-    except UsageError as exc:
-        raise UsageError(f"state_dir {settings.state_dir} is not reachable by the {user} user ({exc}); "
-                         "set state_dir (or AEP_OPS_STATE_DIR) to a directory it can traverse, "
-                         "e.g. /var/lib/aep-ops") from None
-
-
-def running_source(db: Any, ctx: RunContext) -> Plan | None:
-    """Plan.unknown when the source is not up yet (a dry run before db.setup), else None."""
-    if db.cluster.exists() and db.cluster.postmaster_pid() is not None:
-        return None
-    return Plan.unknown(f"the source cluster at {db.cluster.datadir} is not running"
-                        f" (run `inv db.setup --env {ctx.env_name}` first)")
-
-
-def checked_source(ctx: RunContext) -> tuple[Any, Plan | None]:
-    """The LocalDb and, when a step has nothing to check yet, the plan to return instead
-    (another backend, or a source that is not running in a dry run before db.setup)."""
-    if (plan := not_local(ctx)) is not None:
-        return None, plan
-    db = source(ctx)
-    return db, running_source(db, ctx)
-
-
-def config_drift(db: Any) -> list[str]:
-    """Keys of conf.d/aep-ops.conf that differ from what the source should have."""
-    wanted = {k: str(v) for k, v in db.source_settings().items()}
-    wanted["port"] = str(db.cluster.port)
-    current = db.cluster.current_settings()
-    keys = [k for k, v in wanted.items() if current.get(k) != v]
-    keys += [k for k in current if k not in wanted and k not in _MANAGED_KEYS]
-    return sorted(keys)
-
-
-def pending_restart(conn: Any) -> list[str]:
-    """Settings whose file value needs a restart. pg_file_settings reads the files at query time,
-    so the answer does not depend on whether this backend has processed a reload yet."""
-    with _wrap("reading settings that need a restart", conn):
-        return [r[0] for r in conn.execute(
-            "select name from pg_settings where pending_restart union select name from pg_file_settings"
-            " where not applied and error = 'setting could not be applied' order by 1")]
-
-
-def reload(conn: Any) -> None:
-    with _wrap("reloading the configuration (pg_reload_conf)", conn):
-        conn.execute("select pg_reload_conf()")
-
-
-def iso(when: datetime | None) -> str | None:
-    return when.astimezone(timezone.utc).isoformat() if when else None
-
-
-def backup_outputs(backup: Any) -> dict[str, Any]:
-    """A pgBackRest backup as journal outputs (JSON-safe)."""
-    return {"label": backup.label, "type": backup.type, "start": iso(backup.start), "stop": iso(backup.stop),
-            "wal_start": backup.wal_start, "wal_stop": backup.wal_stop, "database_size": backup.database_size,
-            "repo_size": backup.repo_size, "repo": backup.repo_key or 1}
-
-
-def _wrap(what: str, conn: Any = None) -> Any:
-    from aep_ops.pg.connect import wrap_errors
-
-    return wrap_errors(what, conn)
 
 
 # --- steps ----------------------------------------------------------------------------------
@@ -135,7 +41,9 @@ class EnsureSourceCluster(Step):
     timeout = 600
 
     def check(self, ctx):
-        if (plan := not_local(ctx)) is not None:
+        from aep_ops.pg import facts
+
+        if (plan := not_self_hosted(ctx)) is not None:
             return plan
         require_reachable_state_dir(ctx.settings)
         db = source(ctx)
@@ -152,7 +60,7 @@ class EnsureSourceCluster(Step):
             return Plan.change(f"not running: start {where}", missing="start")
         try:
             with cluster.connect(connect_timeout=3) as conn:
-                pending = pending_restart(conn)
+                pending = facts.pending_restart(conn)
         except AepError as exc:
             return Plan.change(f"running but not answering on port {cluster.port} ({exc}): restart", missing="restart")
         if pending:
@@ -160,6 +68,8 @@ class EnsureSourceCluster(Step):
         return Plan.unchanged(f"running at {where}", **_cluster_outputs(db))
 
     def apply(self, ctx, plan):
+        from aep_ops.pg import facts
+
         db = source(ctx)
         cluster = db.cluster
         changed = cluster.init(db.source_settings())
@@ -170,7 +80,7 @@ class EnsureSourceCluster(Step):
             with cluster.connect(connect_timeout=3) as conn:
                 if changed:
                     reload(conn)
-                pending = pending_restart(conn)
+                pending = facts.pending_restart(conn)
         except AepError:
             pending = ["port"]
         if pending:
@@ -185,7 +95,7 @@ class EnsureSourceCluster(Step):
         db = source(ctx)
         with db.cluster.connect(connect_timeout=5) as conn:
             live = {k: facts.setting(conn, k) for k in _REQUIRED_LIVE}
-            pending = pending_restart(conn)
+            pending = facts.pending_restart(conn)
         wrong = {k: v for k, v in live.items() if v != _REQUIRED_LIVE[k]}
         if wrong or pending:
             raise VerificationFailed(f"source {db.cluster.datadir}: settings not in effect {wrong or ''}"
@@ -209,10 +119,11 @@ class EnsureAppDatabase(Step):
         db, plan = checked_source(ctx)
         if plan is not None:
             return plan
+        from aep_ops.pg import facts
+
         scale = seed_scale(ctx)
         with db.cluster.connect(connect_timeout=5) as conn:
-            with _wrap("looking up the application database", conn):
-                exists = conn.execute("select 1 from pg_database where datname = %s", (db.dbname,)).fetchone()
+            exists = facts.database_exists(conn, db.dbname)
         if not exists:
             return Plan.change(f"create database {db.dbname}, create the schema, seed at scale {scale}",
                                create=True, scale=scale)
@@ -225,13 +136,14 @@ class EnsureAppDatabase(Step):
     def apply(self, ctx, plan):
         from psycopg import sql
 
-        from aep_ops.pg import schema
+        from aep_ops.pg import facts, schema
+        from aep_ops.pg.connect import wrap_errors
 
         db = source(ctx)
         scale = int(plan.details["scale"])
         with db.cluster.connect(connect_timeout=5) as conn:
-            with _wrap(f"creating database {db.dbname}", conn):
-                if not conn.execute("select 1 from pg_database where datname = %s", (db.dbname,)).fetchone():
+            if not facts.database_exists(conn, db.dbname):  # checked again right before
+                with wrap_errors(f"creating database {db.dbname}", conn):
                     conn.execute(sql.SQL("create database {}").format(sql.Identifier(db.dbname)))
         ctx.progress(f"seeding {db.dbname} at scale {scale}")
         with db.cluster.connect(db.dbname, connect_timeout=5, statement_timeout_ms=1_800_000) as conn:
@@ -252,22 +164,13 @@ def seed_scale(ctx: RunContext) -> int:
 
 def _seed_shortfall(db: Any, scale: int) -> dict[str, tuple[int, int]]:
     """Tables below their seed target: {table: (rows, target)}; missing tables count as 0 rows."""
-    from psycopg import sql
-
-    from aep_ops.pg import schema
+    from aep_ops.pg import facts, schema
+    from aep_ops.pg.connect import wrap_errors
 
     wanted = {"roles": 5, "permissions": 18, **schema.targets(scale)}
-    short = {}
-    with db.cluster.connect(db.dbname, connect_timeout=5) as conn, _wrap("counting seeded rows", conn):
-        present = {r[0] for r in conn.execute(
-            "select tablename from pg_tables where schemaname = 'public' and tablename = any(%s)", (list(wanted),))}
-        for table, target in wanted.items():
-            have = 0
-            if table in present:
-                have = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(table))).fetchone()[0]
-            if have < target:
-                short[table] = (int(have), target)
-    return short
+    with db.cluster.connect(db.dbname, connect_timeout=5) as conn, wrap_errors("counting seeded rows", conn):
+        have = facts.row_counts(conn, list(wanted), missing_as_zero=True)
+    return {table: (int(have[table]), target) for table, target in wanted.items() if have[table] < target}
 
 
 class EnsureStanza(Step):
@@ -380,4 +283,4 @@ def setup(ctx: RunContext, *, scale: int = 0) -> None:
     """Refuse bad input and an unreachable state dir before anything is created."""
     if not 0 <= int(scale) <= 10_000:
         raise UsageError("--scale must be between 1 and 10000 (0: from the configuration)")
-    require_reachable_state_dir(ctx.settings)
+    backend_class(ctx.settings).check_usable(ctx.settings)

@@ -71,10 +71,11 @@ class ConfigValid(Step):
     soft = True
 
     def check(self, ctx):
+        from aep_ops.db.backends import backend_class
+
         rows = [_row("schema", True, f"environment {ctx.env_name} loaded")]
-        if ctx.env.get("backend") == "rds" and not (ctx.env.get("aws") or {}).get("region"):
-            rows.append(_row(f"environments.{ctx.env_name}.aws.region", False, "not set",
-                             "set the AWS region of this environment in aep-ops.yaml"))
+        for key, fix in backend_class(ctx.settings).config_problems(ctx.settings):
+            rows.append(_row(key, False, "not set", fix))
         for key, ref in _secret_refs(ctx):
             try:
                 ctx.secret(ref)

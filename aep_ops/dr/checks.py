@@ -37,9 +37,10 @@ class CheckMarkers(Step):
         sentinels = ctx.step_outputs("run_sentinels")
         if sentinels.get("read_only"):
             return Plan.unchanged("not run: --read-only-source wrote no markers", skipped=True)
+        from aep_ops.pg.schema import markers_present
+
         with restored_conn(ctx) as conn:
-            rows = dict(conn.execute("select id, label from drill_markers where id = any(%s)",
-                                     ([sentinels["before_id"], sentinels["after_id"]],)).fetchall())
+            rows = markers_present(conn, [sentinels["before_id"], sentinels["after_id"]])
         before, after = sentinels["before_id"] in rows, sentinels["after_id"] in rows
         details = {"before_present": before, "after_present": after}
         if not before or after:
@@ -54,16 +55,13 @@ class CheckRowCounts(Step):
     soft = True
 
     def check(self, ctx):
-        from psycopg import sql
+        from aep_ops.pg import facts
 
         expected = ctx.step_outputs("run_sentinels").get("counts")
         if not expected:
             return Plan.unchanged("not run: --read-only-source took no counts", skipped=True)
-        actual = {}
         with restored_conn(ctx) as conn:
-            for table in expected:
-                query = sql.SQL("select count(*) from {}").format(sql.Identifier(table))
-                actual[table] = conn.execute(query).fetchone()[0]
+            actual = facts.row_counts(conn, list(expected))
         wrong = {t: (expected[t], actual[t]) for t in expected if expected[t] != actual[t]}
         if wrong:
             raise VerificationFailed("row counts differ: " + ", ".join(
@@ -110,8 +108,10 @@ class CheckWritable(Step):
     soft = True
 
     def check(self, ctx):
+        from aep_ops.pg import facts
+
         with restored_conn(ctx) as conn:
-            if conn.execute("select pg_is_in_recovery()").fetchone()[0]:
+            if facts.is_in_recovery(conn):
                 raise VerificationFailed("the copy is still in recovery (read-only)")
             conn.execute("insert into drill_markers (label) values (%s)", (f"writable check {ctx.run_id}",))
         return Plan.unchanged("insert committed", verified_at=time.time())

@@ -11,8 +11,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-from aep_ops.db import locations
-from aep_ops.db.backends import backend_for
+from aep_ops.db.backends import backend_class, backend_for
 from aep_ops.dr.checks import (CheckAmcheck, CheckMarkers, CheckRowCounts, CheckSmokeQueries, CheckWritable,
                                   critical_tables)
 from aep_ops.engine.context import RunContext
@@ -28,14 +27,16 @@ class Preflight(Step):
 
     def check(self, ctx):
         backend = backend_for(ctx.settings)
-        if ctx.dry_run and backend.kind == "local" and backend.db.cluster.postmaster_pid() is None:
+        if ctx.dry_run and not backend.source_running():
             return Plan.unknown("the source is created or started by step 1")
         started = time.time()
         archive = backend.archive_facts()
         if archive["problems"]:
             raise StepFailed("; ".join(archive["problems"]))
+        from aep_ops.pg import facts
+
         with backend.connect_source() as conn:
-            size = conn.execute("select sum(pg_database_size(oid)) from pg_database").fetchone()[0]
+            size = facts.databases_size(conn)
         free = backend.free_bytes()
         if free is not None and free < 2 * size:
             raise StepFailed(f"only {free / 2**30:.1f} GiB free for the restore; it needs about"
@@ -59,30 +60,20 @@ class RunSentinels(Step):
         return Plan.change("insert two drill_markers rows around a target time and switch WAL")
 
     def apply(self, ctx, plan):
-        from psycopg import sql
-
         from aep_ops.pg import facts
         from aep_ops.pg.schema import insert_marker
 
         backend = backend_for(ctx.settings)
-        if backend.kind == "local":
-            _wait_past_newest_backup(backend.db)
+        backend.before_target_writes()
         with backend.connect_source() as conn:
             before = insert_marker(conn, f"drill {ctx.run_id} before target")
-            counts = {}
             with conn.transaction():  # one snapshot for every count, taken after the first marker
                 conn.execute("set transaction isolation level repeatable read")
-                for table in critical_tables(ctx):
-                    query = sql.SQL("select count(*) from {}").format(sql.Identifier(table))
-                    counts[table] = conn.execute(query).fetchone()[0]
+                counts = facts.row_counts(conn, critical_tables(ctx))
             target = conn.execute("select clock_timestamp()").fetchone()[0]
             time.sleep(0.01)  # the second marker must commit strictly after the target
             after = insert_marker(conn, f"drill {ctx.run_id} after target")
-            walfile = None
-            if backend.kind == "local":
-                walfile = facts.switch_wal(conn)
-                ctx.progress(f"waiting for WAL segment {walfile} to reach the archive")
-                facts.wait_archived(conn, walfile, timeout=120, poll=0.02)
+            walfile = backend.archive_now(conn, ctx.progress)
         backend.wait_until_restorable(target, ctx.progress)
         return {"before_id": before, "after_id": after, "counts": counts, "read_only": False,
                 "target_time": target.astimezone(timezone.utc).isoformat(), "walfile": walfile}
@@ -174,20 +165,6 @@ class EnsureScratchRemoved(Step):
         return {"removed": _scratch_name(ctx)}
 
 
-def _wait_past_newest_backup(db: locations.LocalDb) -> None:
-    """pgBackRest records backup stop times in whole seconds, and a target must lie after the
-    backup's end (else PostgreSQL 15 silently stops at that end): right after a fresh backup,
-    wait out that second rather than have the restore refuse the target."""
-    from aep_ops.pg.target import STOP_RESOLUTION
-
-    stops = [b.stop for b in db.backrest.info() if not b.error]
-    if stops:
-        ready = max(stops) + STOP_RESOLUTION * 1.2
-        delay = (ready - datetime.now(timezone.utc)).total_seconds()
-        if delay > 0:
-            time.sleep(delay)
-
-
 def _scratch_name(ctx: RunContext) -> str:
     """A valid cluster directory and RDS instance identifier (letters, digits, single hyphens)."""
     return "drill-" + ctx.run_id.lower()
@@ -205,10 +182,9 @@ def _scratch_name(ctx: RunContext) -> str:
 def drill(ctx: RunContext, *, target_time: str = "", keep: bool = False, read_only_source: bool = False,
           scale: int = 0) -> None:
     """Check the input; the local backend is the embedded default."""
-    from aep_ops.db.runbooks import require_reachable_state_dir
     from aep_ops.pg.target import parse_target_time
 
-    require_reachable_state_dir(ctx.settings)  # exit 2 before anything starts
+    backend_class(ctx.settings).check_usable(ctx.settings)  # exit 2 before anything starts
     if read_only_source and not target_time:
         raise UsageError("--read-only-source needs --target-time (no sentinel writes, so no fresh target)")
     if target_time and not read_only_source:

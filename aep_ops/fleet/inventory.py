@@ -23,6 +23,7 @@ DEFAULT_TAG_ENV = "aep:env"
 DEFAULT_TAG_ROLE = "aep:role"
 HEALTH_URL_TAG = "aep:health_url"
 DEFAULT_CONNECT_TIMEOUT = 10
+DEFAULT_PARALLEL = 10  # hosts at a time in a fan-out, unless --parallel or inventory.parallel says
 _ADDRESS_KEYS = {"private_ip": "PrivateIpAddress", "public_ip": "PublicIpAddress", "private_dns": "PrivateDnsName"}
 _SPEC = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<addr>[^:@\s\[\]]+))(?::(?P<port>\d+))?$")
 
@@ -105,6 +106,16 @@ def executor_for(settings: Any, host: Host, *, identity: str | None = None,
         connect_timeout=float(ssh.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT),
         command_timeout=float(ssh["command_timeout"]) if ssh.get("command_timeout") else None,
     )
+
+
+def parallel_for(settings: Any, flag: int | None = None) -> int:
+    """Hosts at a time in a fan-out (fleet.run, fleet.facts, patch.rolling's probes): the flag,
+    else ``inventory.parallel``, else DEFAULT_PARALLEL."""
+    value = flag or _inventory(settings).get("parallel") or DEFAULT_PARALLEL
+    if int(value) < 1:
+        source = "--parallel" if flag else f"environments.{settings.env_name}.inventory.parallel"
+        raise UsageError(f"{source} must be at least 1, not {value}")
+    return int(value)
 
 
 # -- sources ----------------------------------------------------------------------------------
@@ -206,4 +217,4 @@ def _path(value: str | None) -> str | None:
     return os.path.expanduser(value) if value else None
 
 
-__all__ = ["Host", "hosts_for", "executor_for", "parse_host_spec"]
+__all__ = ["Host", "hosts_for", "executor_for", "parse_host_spec", "parallel_for", "DEFAULT_PARALLEL"]

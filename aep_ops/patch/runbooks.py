@@ -11,9 +11,7 @@ paramiko) happen inside functions: the CLI imports this module to list tasks.
 
 from __future__ import annotations
 
-import contextvars
 import re
-from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Callable
 
 from aep_ops.engine.context import RunContext
@@ -58,6 +56,18 @@ def chunk(items: list[str], size: int) -> list[list[str]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def split_rollout(names: list[str], pending: dict[str, Any], unreachable: dict[str, Any], *, canary: int,
+                  batch: str, max_failed: str) -> dict[str, Any]:
+    """Hosts to patch, canary, batches and the failure limit, in inventory order (``names``).
+    A share (P%) of --batch or --max-failed counts against all hosts of the rollout, up-to-date
+    ones included, so the same flags mean the same hosts whatever is pending."""
+    todo = [n for n in names if n in pending or n in unreachable]
+    canary_hosts = [n for n in names if n in pending][:canary]
+    size = resolve_size(batch, len(names), "--batch", zero_ok=False)
+    return {"todo": todo, "canary": canary_hosts, "batches": chunk([n for n in todo if n not in canary_hosts], size),
+            "batch_size": size, "max_failed": resolve_size(max_failed, len(names), "--max-failed", zero_ok=True)}
+
+
 def min_healthy(settings: Any) -> int:
     configured = (settings.env.get("patching") or {}).get("min_healthy")
     return int(configured) if configured is not None else (2 if settings.production else 1)
@@ -66,32 +76,15 @@ def min_healthy(settings: Any) -> int:
 # -- fleet access ---------------------------------------------------------------------------------
 
 
-def fan_out(func: Callable[[Any], Any], items: dict[str, Any], *, parallel: int,
-            timeout: float) -> dict[str, tuple[bool, Any]]:
-    """``func`` on every item, at most ``parallel`` at once, all within ``timeout``:
-    name -> (True, result) or (False, why). A straggler never delays the answer."""
-    if not items:
-        return {}
-    pool = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(items))), thread_name_prefix="aep-patch")
-    try:
-        futures = {name: pool.submit(contextvars.copy_context().run, func, item) for name, item in items.items()}
-        wait(futures.values(), timeout=timeout)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    out: dict[str, tuple[bool, Any]] = {}
-    for name, fut in futures.items():
-        if not fut.done() or fut.cancelled():
-            out[name] = (False, f"no answer within {timeout:g}s")
-        elif fut.exception() is not None:
-            exc = fut.exception()
-            out[name] = (False, str(exc) or type(exc).__name__)
-        else:
-            out[name] = (True, fut.result())
-    return out
+def _fan_out(ctx: RunContext, func: Callable[[Any], Any], items: dict[str, Any], *,
+             timeout: float) -> dict[str, Any]:
+    """``func`` on every item, at most inventory.parallel at once, all within ``timeout``:
+    name -> Answer (``ok`` and ``value``, or ``why`` not). A straggler never delays the answer."""
+    from aep_ops.executors.fleet import map_bounded
+    from aep_ops.fleet.inventory import parallel_for
 
-
-def _parallel(ctx: RunContext) -> int:
-    return int((ctx.env.get("inventory") or {}).get("parallel") or 20)
+    answers = map_bounded(func, items.values(), parallel=parallel_for(ctx.settings), timeout=timeout)
+    return dict(zip(items, answers))
 
 
 def _connector(ctx: RunContext, host: Any) -> Callable[[], Any]:
@@ -102,7 +95,7 @@ def _connector(ctx: RunContext, host: Any) -> Callable[[], Any]:
     return lambda: executor_for(ctx.settings, host, identity=identity, known_hosts=known)
 
 
-def _pending_all(ctx: RunContext, hosts: dict[str, Any]) -> dict[str, tuple[bool, Any]]:
+def _pending_all(ctx: RunContext, hosts: dict[str, Any]) -> dict[str, Any]:
     cfg = PatchConfig.from_settings(ctx.settings)
     connectors = {name: _connector(ctx, h) for name, h in hosts.items()}
 
@@ -110,15 +103,15 @@ def _pending_all(ctx: RunContext, hosts: dict[str, Any]) -> dict[str, tuple[bool
         with connectors[name]() as executor:
             return pending_packages(executor, cfg)
 
-    return fan_out(probe, {n: n for n in hosts}, parallel=_parallel(ctx), timeout=PLAN_TIMEOUT)
+    return _fan_out(ctx, probe, {n: n for n in hosts}, timeout=PLAN_TIMEOUT)
 
 
 def healthy_in_service(ctx: RunContext, hosts: dict[str, Any], lb: Any) -> set[str]:
     """Hosts that take traffic now: in the load balancer and answering their health URL."""
     in_lb = lb.in_service(hosts.values())
-    probes = fan_out(lambda h: health_probe(h.health_url, 5)[0] if h.health_url else True,
-                     {n: h for n, h in hosts.items() if n in in_lb}, parallel=_parallel(ctx), timeout=PROBE_TIMEOUT)
-    return {n for n, (ok, healthy) in probes.items() if ok and healthy}
+    probes = _fan_out(ctx, lambda h: health_probe(h.health_url, 5)[0] if h.health_url else True,
+                      {n: h for n, h in hosts.items() if n in in_lb}, timeout=PROBE_TIMEOUT)
+    return {n for n, answer in probes.items() if answer.ok and answer.value}
 
 
 def _load_balancer(ctx: RunContext) -> Any:
@@ -175,14 +168,12 @@ class PlanBatches(Step):
             raise UsageError(f"patching.lb is {lb.kind} but host(s) {', '.join(missing)} have no instance_id; set"
                              " hosts[].instance_id so they can be drained (or patching.lb: none)")
         probes = _pending_all(ctx, hosts)
-        pending = {n: v for n, (ok, v) in probes.items() if ok and v}
-        unreachable = {n: v for n, (ok, v) in probes.items() if not ok}
-        up_to_date = [n for n, (ok, v) in probes.items() if ok and not v]
-        todo = [n for n in hosts if n in pending or n in unreachable]
-        canary = [n for n in hosts if n in pending][:int(ctx.params["canary"])]
-        size = resolve_size(ctx.params["batch"], len(hosts), "--batch", zero_ok=False)
-        rest = [n for n in todo if n not in canary]
-        batches = chunk(rest, size)
+        pending = {n: a.value for n, a in probes.items() if a.ok and a.value}
+        unreachable = {n: a.why() for n, a in probes.items() if not a.ok}
+        up_to_date = [n for n, a in probes.items() if a.ok and not a.value]
+        split = split_rollout(list(hosts), pending, unreachable, canary=int(ctx.params["canary"]),
+                              batch=ctx.params["batch"], max_failed=ctx.params["max_failed"])
+        todo, canary, batches, size = split["todo"], split["canary"], split["batches"], split["batch_size"]
         healthy = healthy_in_service(ctx, hosts, lb) if todo else set(hosts)
         floor = min_healthy(ctx.settings)
         largest = max([len(canary)] + [len(b) for b in batches])
@@ -191,7 +182,6 @@ class PlanBatches(Step):
                 f"capacity: {len(healthy)} of {len(hosts)} hosts are healthy in service; taking {largest} out at once"
                 f" would leave {len(healthy) - largest}, below patching.min_healthy={floor}; use a smaller --batch/"
                 f"--canary (at most {max(0, len(healthy) - floor)}), or add capacity first. Nothing was changed")
-        max_failed = resolve_size(ctx.params["max_failed"], len(todo), "--max-failed", zero_ok=True)
         summary = (f"{len(hosts)} hosts: {len(pending)} with updates, {len(up_to_date)} up to date"
                    + (f", {len(unreachable)} not reachable ({', '.join(unreachable)})" if unreachable else ""))
         if todo:
@@ -199,8 +189,8 @@ class PlanBatches(Step):
                         f" {len(healthy)} healthy in service, min {floor}")
         return Plan.unchanged(summary, hosts=host_dicts(list(hosts.values())), pending=pending,
                               unreachable=unreachable, up_to_date=up_to_date, canary=canary, batches=batches,
-                              healthy=sorted(healthy), min_healthy=floor, batch_size=size, max_failed=max_failed,
-                              lb=lb.kind)
+                              healthy=sorted(healthy), min_healthy=floor, batch_size=size,
+                              max_failed=split["max_failed"], lb=lb.kind)
 
 
 class RunCanary(Step):
@@ -285,11 +275,12 @@ class VerifyFleet(Step):
         hosts = {h["name"]: Host(**h) for h in ctx.output("plan_batches", "hosts")}
         problems = [f"{n} is {s}" for n, s in (state.summary() if state else {}).items()
                     if state is not None and not state.finished(n)]
-        for name, (ok, value) in _pending_all(ctx, hosts).items():
-            if not ok:
-                problems.append(f"{name}: {value}")
-            elif value:
-                problems.append(f"{name} still has {len(value)} pending update(s): {', '.join(value[:5])}")
+        for name, answer in _pending_all(ctx, hosts).items():
+            if not answer.ok:
+                problems.append(f"{name}: {answer.why()}")
+            elif answer.value:
+                problems.append(f"{name} still has {len(answer.value)} pending update(s):"
+                                f" {', '.join(answer.value[:5])}")
         serving = healthy_in_service(ctx, hosts, _load_balancer(ctx))
         problems += [f"{n} is not healthy in service" for n in hosts if n not in serving]
         if problems:
@@ -313,6 +304,8 @@ def ensure_capacity(ctx: RunContext, hosts: dict[str, Any], lb: Any, batch: list
 
 def run_hosts(ctx: RunContext, state: RolloutState, names: list[str], label: str) -> None:
     """Patch ``names`` in parallel; each host ends done, up to date or failed (never raises)."""
+    from aep_ops.executors.fleet import map_bounded
+
     cfg, lb, hosts = PatchConfig.from_settings(ctx.settings), _load_balancer(ctx), state.hosts()
     ctx.progress(f"{label}: {', '.join(names)}")
     state.on_change = ctx.note  # every host transition also goes to the journal (runs.show)
@@ -323,12 +316,10 @@ def run_hosts(ctx: RunContext, state: RolloutState, names: list[str], label: str
                          audit=lambda h, action, result, **args: _audit(ctx, h, action, result, **args),
                          progress=ctx.progress).run()
 
-    with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="aep-patch-host") as pool:
-        futures = [pool.submit(contextvars.copy_context().run, one, n) for n in names]
-        wait(futures)
-    for name, fut in zip(names, futures):
-        if fut.exception() is not None:  # setting up the host failed (e.g. its SSH configuration)
-            state.fail(name, "check", str(fut.exception()))
+    # The whole batch at once, no overall deadline: each transition has its own.
+    for name, answer in zip(names, map_bounded(one, names, parallel=max(1, len(names)), timeout=None)):
+        if not answer.ok:  # setting up the host failed (e.g. its SSH configuration)
+            state.fail(name, "check", str(answer.error))
 
 
 def _audit(ctx: RunContext, host: Any, action: str, result: str, **args: Any) -> None:
@@ -351,9 +342,11 @@ def _report(ctx: RunContext, state: RolloutState, step_id: str) -> None:
 
 @runbook("patch.rolling", steps=[PlanBatches, RunCanary, RunBatches, VerifyFleet],
          summary="Rolling OS patching: canary, then batches; drain, upgrade, reboot, health gate, return",
-         help={"role": "only hosts of this role", "batch": "hosts patched at once: N or P% of the fleet (default 1)",
+         help={"role": "only hosts of this role",
+               "batch": "hosts patched at once: N, or P% of all hosts of the rollout (default 1)",
                "canary": "hosts patched first, alone; any failure stops the rollout (default 1)",
-               "max_failed": "failed hosts tolerated before the rollout halts: N or P% (default 0)",
+               "max_failed": "failed hosts tolerated before the rollout halts: N, or P% of all hosts of the rollout"
+                             " (default 0)",
                "hosts": "comma-separated host names or [user@]address[:port], instead of the inventory",
                "identity": "SSH private key (default ssh.identity)",
                "known_hosts": "known_hosts file (default ssh.known_hosts)"})

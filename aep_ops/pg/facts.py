@@ -102,6 +102,48 @@ def last_replayed_commit(conn: psycopg.Connection) -> datetime | None:
         return conn.execute("select pg_last_xact_replay_timestamp()").fetchone()[0]
 
 
+def wal_position(conn: psycopg.Connection) -> tuple[int, int, int]:
+    """(bytes of WAL written since 0/0, wal_segment_size in bytes, archive_timeout in seconds)."""
+    written, segment_size, timeout = conn.execute(
+        "select pg_current_wal_lsn() - '0/0'::pg_lsn,"
+        " (select setting::bigint * case unit when '8kB' then 8192 when 'B' then 1 else 1048576 end"
+        "  from pg_settings where name = 'wal_segment_size'),"
+        " (select setting::int from pg_settings where name = 'archive_timeout')").fetchone()
+    return int(written), int(segment_size), int(timeout)
+
+
+def pending_restart(conn: psycopg.Connection) -> list[str]:
+    """Settings whose file value needs a restart. pg_file_settings reads the files at query time,
+    so the answer does not depend on whether this backend has processed a reload yet."""
+    with wrap_errors("reading settings that need a restart", conn):
+        return [r[0] for r in conn.execute(
+            "select name from pg_settings where pending_restart union select name from pg_file_settings"
+            " where not applied and error = 'setting could not be applied' order by 1")]
+
+
+def database_exists(conn: psycopg.Connection, dbname: str) -> bool:
+    with wrap_errors("looking up the application database", conn):
+        return conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone() is not None
+
+
+def databases_size(conn: psycopg.Connection) -> int:
+    """Bytes of every database of the cluster (what a restore has to write)."""
+    return int(conn.execute("select sum(pg_database_size(oid)) from pg_database").fetchone()[0] or 0)
+
+
+def row_counts(conn: psycopg.Connection, tables: list[str], *, missing_as_zero: bool = False) -> dict[str, int]:
+    """count(*) of each table. A missing table is an error (a drill must not compare 0 with 0),
+    unless ``missing_as_zero`` (seeding: public-schema tables not created yet)."""
+    from psycopg import sql
+
+    present = set(tables)
+    if missing_as_zero:
+        present = {r[0] for r in conn.execute(
+            "select tablename from pg_tables where schemaname = 'public' and tablename = any(%s)", (list(tables),))}
+    return {t: (int(conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(t))).fetchone()[0])
+                if t in present else 0) for t in tables}
+
+
 def setting(conn: psycopg.Connection, name: str) -> str:
     """Current value of one server setting (``current_setting``), e.g. to prove archiving is off."""
     with wrap_errors(f"reading setting {name}", conn):

@@ -180,9 +180,9 @@ def _stanzas(text: str, stanza: str) -> list[dict[str, Any]]:
 
 def format_target_time(when: datetime) -> str:
     """A recovery target both pgBackRest and PostgreSQL parse, always with an explicit offset."""
-    if when.tzinfo is None:
-        raise UsageError(f"target time {when.isoformat()} has no UTC offset; add Z or +HH:MM")
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+    from aep_ops.timefmt import aware_utc
+
+    return aware_utc(when).strftime("%Y-%m-%d %H:%M:%S.%f+00")
 
 
 class PgBackRest:

@@ -202,3 +202,9 @@ def insert_marker(conn: psycopg.Connection, label: str) -> int:
     """Write one DR sentinel row (committed on return when the connection autocommits)."""
     with wrap_errors("inserting a drill marker", conn):
         return int(conn.execute("insert into drill_markers (label) values (%s) returning id", (label,)).fetchone()[0])
+
+
+def markers_present(conn: psycopg.Connection, ids: list[int]) -> set[int]:
+    """Which of the DR sentinel rows ``ids`` the database holds."""
+    with wrap_errors("reading the drill markers", conn):
+        return {int(r[0]) for r in conn.execute("select id from drill_markers where id = any(%s)", (list(ids),))}

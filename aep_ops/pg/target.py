@@ -8,14 +8,13 @@ targets before anything is restored, each with one line that says what to do ins
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Sequence
 
 from aep_ops.errors import UsageError
-from aep_ops.timefmt import ago, utc_z
 from aep_ops.pg.pgbackrest import Backup
+from aep_ops.timefmt import EXAMPLE_TARGET as EXAMPLE, ago, aware_utc, utc_z
 
-EXAMPLE = "2026-11-26T09:41:00Z"
 # pgBackRest records backup stop times in whole seconds: the real end of a backup can be
 # up to a second after the recorded one, so a backup counts only if it ended this much
 # before the target.
@@ -31,9 +30,7 @@ def parse_target_time(text: str) -> datetime:
         parsed = datetime.fromisoformat(raw)
     except ValueError:
         raise UsageError(f"target time {raw!r} is not an ISO 8601 time; use e.g. {EXAMPLE}") from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise UsageError(f"target time {raw!r} has no UTC offset; add Z or +HH:MM, e.g. {EXAMPLE}")
-    return parsed.astimezone(timezone.utc)
+    return aware_utc(parsed, shown=raw)
 
 
 def validate_target(

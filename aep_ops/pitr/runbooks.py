@@ -10,11 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from aep_ops.db import locations
-from aep_ops.db.backends import backend_for
+from aep_ops.db.backends import backend_class, backend_for, name_taken
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import UsageError
 
 
 def _target(ctx: RunContext) -> datetime:
@@ -41,8 +40,7 @@ class EnsureRestored(Step):
         if state == "done":
             return Plan.unchanged(f"{ctx.params['name']} already restored to this target", **meta)
         if state == "other":
-            raise UsageError(f"a restore named {ctx.params['name']!r} already exists for another target;"
-                             f" pick another --name or `inv pitr.discard --name {ctx.params['name']}`")
+            raise name_taken(ctx.params["name"])
         label = ctx.output("validate_target", "backup_label")
         verb = "redo the interrupted restore of" if state == "partial" else "restore"
         return Plan.change(f"{verb} {label} to {_target(ctx).isoformat()} into {ctx.params['name']}")
@@ -63,7 +61,7 @@ class VerifyRestored(Step):
         drill = ctx.env.get("drill") or {}
         ctx.summary.update({"name": meta["name"], "dsn": meta["dsn"], "port": meta.get("port"),
                             "target_time": meta["target_time"]})
-        results = backend_for(ctx.settings).verify(meta, list(drill.get("smoke_queries") or []))
+        results = backend_for(ctx.settings).verify(meta, _target(ctx), list(drill.get("smoke_queries") or []))
         return Plan.unchanged(f"timeline {results['timeline']}, last commit {results['last_replayed_commit']}",
                               **results)
 
@@ -74,11 +72,10 @@ class VerifyRestored(Step):
                "name": "name of the new cluster (default: pitr-<target time>)"})
 def restore(ctx: RunContext, *, target_time: str = "", name: str = "") -> None:
     """Parse and check the input; nothing is touched before every refusal has had its chance."""
-    from aep_ops.db.runbooks import require_reachable_state_dir
     from aep_ops.pg.target import parse_target_time
 
-    require_reachable_state_dir(ctx.settings)  # local backend: exit 2 before anything starts
-    target = parse_target_time(target_time)
+    backend_class(ctx.settings).check_usable(ctx.settings)  # exit 2 before anything starts
+    target = parse_target_time(target_time)  # parsed once: an aware UTC datetime from here to the restore
     ctx.params["target"] = target
     ctx.params["name"] = locations.check_restore_name(name or f"pitr-{target:%Y%m%d-%H%M%S}")
 
@@ -118,18 +115,11 @@ class EnsureCutover(Step):
     requires_approval = True
 
     def check(self, ctx):
-        from aep_ops.db import cutover
-
-        plan = cutover.plan_rds if ctx.env.get("backend") == "rds" else cutover.plan_local
-        needed, summary, details = plan(ctx.settings, ctx.params["name"])
+        needed, summary, details = backend_for(ctx.settings).plan_cutover(ctx.params["name"])
         return Plan.change(summary, **details) if needed else Plan.unchanged(summary, **details)
 
     def apply(self, ctx, plan):
-        from aep_ops.db import cutover
-
-        if ctx.env.get("backend") == "rds":
-            return cutover.apply_rds(ctx.settings, plan.details)
-        return cutover.apply_local(ctx.settings, ctx.params["name"], plan.details["previous"], ctx.run_id)
+        return backend_for(ctx.settings).apply_cutover(ctx.params["name"], plan.details, ctx.run_id)
 
 
 @runbook("pitr.cutover", steps=[EnsureCutover],

@@ -24,6 +24,7 @@ COMMON_HELP = {
     "json": "print the result as JSON on stdout (--json PATH: write it to PATH instead)",
 }
 COMMON = ("env", "dry_run", "resume", "yes", "set", "json")
+NUMBERS = {int: "a whole number", float: "a number"}  # parameter kinds parsed by tasks.args.number
 
 
 def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = None) -> Any:
@@ -58,8 +59,11 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
 
     signature = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     # invoke fills a positional argument only while its value is None: give those a None default.
+    # Numbers too: invoke then hands over the string and _typed parses it (a bad value is one
+    # line naming the flag, where invoke's own int() cast would end in a traceback).
     signature += [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY,
-                                    default=None if p.name in rb.positional else p.default) for p in params]
+                                    default=None if p.name in rb.positional or p.kind in NUMBERS else p.default)
+                  for p in params]
     signature += [
         inspect.Parameter("env", inspect.Parameter.KEYWORD_ONLY, default=None),
         inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, default=False),
@@ -77,17 +81,14 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
 
 def _typed(rb: Runbook, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Runbook parameters only, converted to the type of their default (invoke passes strings)."""
-    from aep_ops.errors import UsageError
+    from aep_ops.tasks.args import number
 
     out = {}
     for p in rb.params:
         value = kwargs.get(p.name)
         value = p.default if value is None else value
-        if value is not None and p.kind in (int, float) and not isinstance(value, p.kind):
-            try:
-                value = p.kind(value)
-            except ValueError:
-                raise UsageError(f"--{p.name.replace('_', '-')} {value!r}: expected a number") from None
+        if p.kind in NUMBERS:
+            value = number(f"--{p.name.replace('_', '-')}", value, p.kind, default=p.default, what=NUMBERS[p.kind])
         out[p.name] = value
     return out
 

@@ -22,12 +22,10 @@ def _size(n: int | None) -> str:
 def list_(c, env=None, json=False, set=None):
     """List backups, oldest first: type, start/stop, sizes, WAL range, repo (from `pgbackrest info`)."""
     with front_door():
-        from aep_ops.db import locations
-        from aep_ops.db.runbooks import backup_outputs
+        from aep_ops.backup.repo import list_backups
 
         settings = load_settings(env, set or [])
-        locations.require_local(settings, "backup.list")
-        rows = [backup_outputs(b) for b in locations.local_db(settings).backrest.info()]
+        rows = list_backups(settings)
         if json:
             print_json(rows)
             return

@@ -1,4 +1,5 @@
-"""``fleet.run``, ``fleet.facts``, ``fleet.trust``: the CLI front door of aep_ops.fleet.commands.
+"""``fleet.run`` and ``fleet.facts``: the CLI front door of aep_ops.fleet.commands and
+aep_ops.fleet.facts (``fleet.trust`` is a runbook: aep_ops.fleet.runbooks).
 
 The command for ``fleet.run`` is what follows ``--`` on the command line. invoke parses
 that remainder (``Program.core[0].remainder``: the words after ``--`` joined by spaces,
@@ -9,11 +10,13 @@ Program; so the task reads it from ``sys.argv`` the same way.
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from invoke import task
 from invoke.exceptions import Exit
 
+from aep_ops.fleet.fanout import DEFAULT_TIMEOUT
+from aep_ops.fleet.inventory import DEFAULT_PARALLEL
+from aep_ops.tasks.args import number
 from aep_ops.tasks.frontdoor import EXIT_FAILED, front_door, load_settings, print_json
 
 _COMMON_HELP = {
@@ -22,8 +25,9 @@ _COMMON_HELP = {
     "hosts": "comma-separated hosts instead of the inventory: names or [user@]address[:port]",
     "identity": "SSH private key (default: environments.ENV.ssh.identity)",
     "known-hosts": "known_hosts file to check host keys against (default: environments.ENV.ssh.known_hosts)",
-    "parallel": "at most this many hosts at a time (default: inventory.parallel or 10)",
-    "timeout": "seconds for the whole fan-out; hosts not done by then are unreachable (default 60)",
+    "parallel": f"at most this many hosts at a time (default: inventory.parallel or {DEFAULT_PARALLEL})",
+    "timeout": "seconds for the whole fan-out; hosts not done by then are unreachable"
+               f" (default {DEFAULT_TIMEOUT:g})",
     "json": "print JSON",
     "set": "override a configuration value, KEY=VALUE (repeatable)",
 }
@@ -43,8 +47,8 @@ def run(c, env=None, role=None, hosts=None, identity=None, known_hosts=None, par
         settings = load_settings(env, set or [])
         result = run_command(
             settings, command if command is not None else remainder(), role=role, hosts=_split(hosts),
-            identity=identity, known_hosts=known_hosts, parallel=_int("--parallel", parallel),
-            timeout=_float("--timeout", timeout, 60.0), via=via, yes=yes)
+            identity=identity, known_hosts=known_hosts, parallel=_parallel(parallel), timeout=_timeout(timeout),
+            via=via, yes=yes)
         if json:
             print_json(result.to_json())
         else:
@@ -58,60 +62,17 @@ def facts(c, env=None, role=None, hosts=None, identity=None, known_hosts=None, p
           json=False, set=None):
     """Read-only facts per host: OS, kernel, uptime, pending and security updates, reboot required."""
     with front_door():
-        from aep_ops.fleet.commands import gather_facts
+        from aep_ops.fleet.facts import gather_facts
 
         settings = load_settings(env, set or [])
         rows = gather_facts(settings, role=role, hosts=_split(hosts), identity=identity, known_hosts=known_hosts,
-                            parallel=_int("--parallel", parallel), timeout=_float("--timeout", timeout, 60.0))
+                            parallel=_parallel(parallel), timeout=_timeout(timeout))
         if json:
             print_json([r.to_json() for r in rows])
         else:
             _print_facts(rows)
         if any(r.status != "ok" for r in rows):
             raise Exit(code=EXIT_FAILED)
-
-
-@task(help={"host": "inventory name or [user@]address[:port]", "port": "SSH port (default 22 or the host's)",
-            "env": "environment whose ssh.known_hosts is appended to (default: local)",
-            "known-hosts": "known_hosts file to append to instead", "yes": "add without asking",
-            "set": "override a configuration value, KEY=VALUE (repeatable)"},
-      iterable=["set"], auto_shortflags=False)
-def trust(c, host, port=None, env=None, known_hosts=None, yes=False, set=None):
-    """Show a host's SSH key fingerprints and record them in known_hosts (after --yes or a y/N prompt)."""
-    with front_door():
-        import os
-
-        from aep_ops.errors import ApprovalRequired, ConfigError
-        from aep_ops.fleet.commands import append_known_hosts, new_keys, recorded_keys, scan_host_keys
-        from aep_ops.fleet.inventory import hosts_for
-        from aep_ops.log import audit
-
-        settings = load_settings(env, set or [])
-        target = hosts_for(settings, override=[host])[0]
-        port_number = _int("--port", port) or target.port
-        path = known_hosts or (settings.env.get("ssh") or {}).get("known_hosts")
-        if not path:
-            raise ConfigError(f"environments.{settings.env_name}.ssh.known_hosts is not set: nowhere to record the "
-                              "key; set it or pass --known-hosts FILE")
-        path = os.path.expanduser(path)
-        scanned = scan_host_keys(target.address, port_number)
-        print(f"{target.address}:{port_number} offers:")
-        for key in scanned:
-            print(f"  {key.key_type:<22} {key.fingerprint}")
-        missing = new_keys(scanned, recorded_keys(path, target.address, port_number), known_hosts=path,
-                           address=target.address, port=port_number)
-        if not missing:
-            print(f"already trusted in {path}; nothing to do")
-            return
-        if not yes and not _confirm(f"Add {len(missing)} key(s) for {target.address}:{port_number} to {path}? [y/N] "):
-            audit(settings.state_dir, "fleet.trust", target=f"{target.address}:{port_number}",
-                  args={"known_hosts": path}, result="refused: not confirmed")
-            raise ApprovalRequired("nothing recorded: check the fingerprint(s) above out of band (on the host: "
-                                   "`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), then rerun with --yes")
-        append_known_hosts(path, missing)
-        audit(settings.state_dir, "fleet.trust", target=f"{target.address}:{port_number}",
-              args={"known_hosts": path, "fingerprints": ",".join(k.fingerprint for k in missing)}, result="ok")
-        print(f"added {len(missing)} key(s) to {path}")
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -123,38 +84,16 @@ def remainder(argv: list[str] | None = None) -> str:
     return " ".join(argv[argv.index("--") + 1:]) if "--" in argv else ""
 
 
-def _confirm(question: str) -> bool:
-    """A y/N question, only on a terminal; anything else is no (never trust silently)."""
-    if not sys.stdin.isatty():
-        return False
-    try:
-        return input(question).strip().lower() in ("y", "yes")
-    except EOFError:
-        return False
-
-
 def _split(hosts: str | None) -> list[str] | None:
     return [h.strip() for h in hosts.split(",") if h.strip()] if hosts else None
 
 
-def _int(flag: str, value: object) -> int | None:
-    return _number(flag, value, int, None, "a whole number")
+def _parallel(value: object) -> int | None:
+    return number("--parallel", value, int, what="a whole number")
 
 
-def _float(flag: str, value: object, default: float) -> float:
-    return _number(flag, value, float, default, "a number of seconds")
-
-
-def _number(flag: str, value: object, kind: type, default: Any, what: str) -> Any:
-    """A numeric flag (invoke hands over strings); a bad value is one line naming the flag."""
-    from aep_ops.errors import UsageError
-
-    if value in (None, ""):
-        return default
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{flag} {value!r}: expected {what}") from None
+def _timeout(value: object) -> float:
+    return number("--timeout", value, float, default=DEFAULT_TIMEOUT, what="a number of seconds")
 
 
 def _print_run(result, show_output: bool) -> None:

@@ -1,4 +1,5 @@
-"""fleet.run / fleet.facts / fleet.trust through the real CLI, against real sshd hosts.
+"""fleet.run / fleet.facts through the real CLI, against real sshd hosts (fleet.trust:
+test_fleet_trust.py).
 
 Each test host is an sshd on its own loopback address of this machine (aep_ops.testing.sshd),
 with strict host-key checking, so "which host ran it" is proven with $SSH_CONNECTION and
@@ -17,42 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, REPO, write_config
-
-ENV_TEMPLATE = """
-  {name}:
-    production: {production}
-    backend: local
-    ssh: {{user: {user}, identity: "{identity}", known_hosts: "{known}", connect_timeout: 5}}
-    inventory: {{parallel: 5}}
-    hosts:
-{hosts}
-"""
+from tests.support.fleet_hosts import configured_fleet, run_json
 
 
 @pytest.fixture
 def fleet(ssh_host_factory, tmp_path, monkeypatch):
     """Five hosts; environment `fleet` (not production) and `fleetprod` (production) list them."""
-    hosts = [ssh_host_factory() for _ in range(5)]
-    write_fleet_config(tmp_path, monkeypatch, hosts, ssh_host_factory.identity, ssh_host_factory.known_hosts)
-    return hosts
-
-
-def write_fleet_config(tmp_path, monkeypatch, hosts, identity, known) -> Path:
-    entries = "\n".join(f"      - {{name: web{i + 1}, address: {h.address}, port: {h.port}, "
-                        f"role: {'api' if i < 3 else 'worker'}}}" for i, h in enumerate(hosts))
-    text = "environments:" + "".join(
-        ENV_TEMPLATE.format(name=name, production=prod, user=hosts[0].user, identity=identity, known=known,
-                            hosts=entries)
-        for name, prod in (("fleet", "false"), ("fleetprod", "true")))
-    return write_config(tmp_path / "fleet.yaml", text, monkeypatch)
-
-
-def run_json(cli, *args, rc=None):
-    proc = cli("fleet.run", "--json", *args)
-    if rc is not None:
-        assert proc.returncode == rc, (proc.returncode, proc.stdout, proc.stderr)
-    return proc, json.loads(proc.stdout)
+    return configured_fleet(5, ssh_host_factory, tmp_path, monkeypatch)
 
 
 def test_runs_on_every_host_each_on_its_own_sshd(cli, fleet):
@@ -174,34 +146,6 @@ def test_facts_parse_this_machines_real_output(cli, fleet):
     assert table[1].startswith("web1") and os.uname().release in table[1]
 
 
-def test_trust_shows_the_fingerprint_appends_only_with_yes_then_run_works(cli, fleet, tmp_path):
-    host = fleet[0]
-    known = tmp_path / "ops" / "known_hosts"
-    base = ("--env", "fleet", "--known-hosts", str(known))
-
-    refused = cli("fleet.trust", host.address, "--port", str(host.port), *base)
-    assert refused.returncode == 4, "not a terminal and no --yes: nothing may be recorded"
-    assert host.host_key_fingerprint in refused.stdout and not known.exists()
-
-    added = cli("fleet.trust", host.address, "--port", str(host.port), "--yes", *base, check_rc=0)
-    assert "ssh-ed25519" in added.stdout and host.host_key_fingerprint in added.stdout
-    assert known.read_text() == host.known_hosts_line() + "\n"
-
-    again = cli("fleet.trust", "web1", "--yes", *base, check_rc=0)  # an inventory name works too
-    assert "nothing to do" in again.stdout and known.read_text() == host.known_hosts_line() + "\n"
-
-    proc, data = run_json(cli, *base, "--hosts", "web1", "--", "echo trusted", rc=0)
-    assert data["hosts"][0]["stdout"] == "trusted\n"
-
-
-def test_trust_refuses_a_changed_key(cli, fleet, tmp_path):
-    known = tmp_path / "known_hosts"
-    known.write_text(f"[{fleet[0].address}]:{fleet[0].port} {' '.join(fleet[1].host_public_key.split()[:2])}\n")
-    proc = cli("fleet.trust", fleet[0].address, "--port", str(fleet[0].port), "--known-hosts", str(known), "--yes")
-    assert proc.returncode == 1 and "HOST KEY CHANGED" in proc.stderr
-    assert len(known.read_text().splitlines()) == 1
-
-
 # -- known_hosts handling of the SSH executor (parsed once per file version, per-host index) ----
 
 
@@ -231,26 +175,3 @@ def test_a_key_added_to_known_hosts_is_seen_by_the_same_process(ssh_host_factory
     known.write_text(host.known_hosts_line() + "\n")
     with host.executor(known_hosts=known) as ex:
         assert ex.run(["true"]).ok
-
-
-@pytest.mark.parametrize("answer, rc, recorded", [("y", 0, True), ("n", 4, False)])
-def test_trust_asks_on_a_terminal(fleet, tmp_path, isolated, answer, rc, recorded):
-    """stdin is a pseudo-terminal: the y/N question is asked and only "y" records the key."""
-    import pty
-
-    host, known = fleet[0], tmp_path / "known_hosts"
-    controller, terminal = pty.openpty()
-    try:
-        proc = subprocess.Popen(
-            [str(BIN / "inv"), "fleet.trust", host.address, "--port", str(host.port), "--known-hosts", str(known)],
-            cwd=REPO, stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        os.write(controller, f"{answer}\n".encode())
-        out, err = proc.communicate(timeout=60)
-    finally:
-        os.close(controller)
-        os.close(terminal)
-    assert proc.returncode == rc, (out, err)
-    assert f"to {known}? [y/N]" in out and host.host_key_fingerprint in out
-    assert known.exists() == recorded
-    if recorded:
-        assert known.read_text() == host.known_hosts_line() + "\n"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aep_ops.db.backends.local_restore import _segment_end
+from aep_ops.db.backends.local_facts import _segment_end
 
 MB16 = 16 * 1024 * 1024
 

@@ -463,10 +463,12 @@ def test_unreachable_endpoint_and_bad_parameters_are_translated_without_values(m
 # --- waiting for the drill's sentinel to become restorable --------------------------------------
 
 def _backend(rds):
-    from aep_ops.db.backends.rds import RdsBackend
+    from types import SimpleNamespace
 
-    backend = RdsBackend.__new__(RdsBackend)  # no settings needed: the stubbed client is the API
-    backend.rds, backend.source_id = rds, SOURCE
+    from aep_ops.db.backends.rds import Backend
+
+    backend = Backend(SimpleNamespace(env={"rds": {"instance_id": SOURCE}}, env_name="prod"))
+    backend.rds = rds  # the stubbed client is the API
     return backend
 
 

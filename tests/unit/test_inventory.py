@@ -8,7 +8,7 @@ import pytest
 
 from aep_ops import config
 from aep_ops.errors import ConfigError, UsageError
-from aep_ops.fleet.inventory import Host, executor_for, hosts_for, parse_host_spec
+from aep_ops.fleet.inventory import DEFAULT_PARALLEL, Host, executor_for, hosts_for, parallel_for, parse_host_spec
 from tests.conftest import write_config
 
 FLEET = """
@@ -104,6 +104,19 @@ def test_missing_known_hosts_names_the_key_and_fleet_trust(tmp_path, monkeypatch
         executor_for(settings, hosts_for(settings)[0])
     with pytest.raises(ConfigError, match=r"does not exist.*inv fleet\.trust"):
         executor_for(settings, hosts_for(settings)[0], known_hosts=str(tmp_path / "nope"))
+
+
+def test_parallelism_is_the_flag_else_inventory_parallel_else_ten(tmp_path, monkeypatch):
+    """One default for fleet.run, fleet.facts and patch.rolling's probes."""
+    write_config(tmp_path / "p.yaml", "environments: {plain: {production: false, backend: local},"
+                 " tuned: {production: false, backend: local, inventory: {parallel: 3}},"
+                 " broken: {production: false, backend: local, inventory: {parallel: -1}}}\n", monkeypatch)
+    assert parallel_for(config.load("plain")) == DEFAULT_PARALLEL == 10
+    assert parallel_for(config.load("tuned")) == 3 and parallel_for(config.load("tuned"), 7) == 7
+    with pytest.raises(UsageError, match=r"^--parallel must be at least 1, not -2$"):
+        parallel_for(config.load("plain"), -2)
+    with pytest.raises(UsageError, match=r"environments\.broken\.inventory\.parallel must be at least 1"):
+        parallel_for(config.load("broken"))
 
 
 # -- EC2 discovery against the moto server ------------------------------------------------------

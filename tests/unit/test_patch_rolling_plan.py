@@ -12,7 +12,7 @@ from aep_ops.errors import UsageError
 from aep_ops.fleet.loadbalancer import load_balancer_for, waiter_config
 from aep_ops.patch.host import PatchConfig, next_step
 from aep_ops.patch.state import RolloutState, left_out_of_service, state_path
-from aep_ops.patch.runbooks import chunk, min_healthy, parse_size, resolve_size
+from aep_ops.patch.runbooks import chunk, min_healthy, parse_size, resolve_size, split_rollout
 
 
 @pytest.mark.parametrize("text, total, zero_ok, expected", [
@@ -157,3 +157,16 @@ def test_the_default_upgrade_finishes_an_interrupted_dpkg_first_then_runs_apt_no
         assert proc.returncode == 0 and lines[1] == ("apt-get -y -o Dpkg::Options::=--force-confdef"
                                                      " -o Dpkg::Options::=--force-confold"
                                                      " -o DPkg::Lock::Timeout=300 dist-upgrade")
+
+
+def test_shares_of_batch_and_max_failed_count_against_all_hosts_of_the_rollout():
+    """10 hosts, 4 to patch (3 with updates, 1 unreachable): 50% is 5 hosts for both flags,
+    not 50% of the 4 to patch (which --max-failed used to count against)."""
+    names = [f"h{i:02}" for i in range(1, 11)]
+    pending = {n: ["openssl"] for n in ("h02", "h05", "h09")}
+    split = split_rollout(names, pending, {"h07": "connection refused"}, canary=1, batch="50%", max_failed="50%")
+    assert split["todo"] == ["h02", "h05", "h07", "h09"] and split["canary"] == ["h02"]
+    assert split["batch_size"] == 5 and split["batches"] == [["h05", "h07", "h09"]]
+    assert split["max_failed"] == 5
+    assert split_rollout(names, pending, {}, canary=0, batch="10%", max_failed="20%")["max_failed"] == 2
+    assert split_rollout(names, pending, {}, canary=0, batch="1", max_failed="3")["max_failed"] == 3

@@ -1,105 +1,131 @@
-"""One interface over where the database runs, so pitr.* and dr.drill steps are written once.
+"""Where the database runs, behind one interface, so pitr.*, dr.drill and db.* steps are written once.
 
-``local``: the self-hosted source under the state dir, pgBackRest, restored clusters on this
-machine (aep_ops.db.backends.local_restore). ``rds``: Amazon RDS automated backups and
-restore-to-point-in-time into a new, tagged instance (aep_ops.db.backends.rds). A restore is
-identified by its name (the cluster directory, or the new DB instance identifier).
+One module per backend (``local.py``: the self-hosted source under the state dir, pgBackRest,
+restored clusters on this machine; ``rds.py``: Amazon RDS automated backups and
+restore-to-point-in-time into a new, tagged instance), each exposing ``Backend``. The
+environment's ``backend`` setting (validated by the schema) names the module; every choice
+goes through ``backend_for`` / ``backend_class`` here, and no step compares a backend name.
+A restore is identified by its name (the cluster directory, or the new DB instance identifier).
 """
 
 from __future__ import annotations
 
-import shutil
-from contextlib import contextmanager
+import importlib
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, ClassVar
 
-from aep_ops.db import locations
-from aep_ops.errors import VerificationFailed
-
-
-def backend_for(settings: Any) -> Any:
-    if settings.env.get("backend") == "rds":
-        from aep_ops.db.backends.rds import RdsBackend
-
-        return RdsBackend(settings)
-    return LocalBackend(settings)
+from aep_ops.errors import ConfigError, UsageError
 
 
-class LocalBackend:
-    kind = "local"
+class DatabaseBackend(ABC):
+    """What a runbook step may ask of the database of an environment."""
+
+    #: aep-ops runs the source itself (cluster, archiving, backups); otherwise a provider does,
+    #: and the steps that build and back up a self-hosted source have nothing to do.
+    self_hosted: ClassVar[bool]
+    #: who manages the source when it is not self-hosted (for the plan line of those steps)
+    managed_by: ClassVar[str] = "aep-ops"
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
-        self.db = locations.local_db(settings)
 
+    # --- checks that need no connection (classmethods: nothing is built or imported) ---
+
+    @classmethod
+    def check_usable(cls, settings: Any) -> None:
+        """Refuse (UsageError, exit 2) before a run starts when this machine cannot do the work."""
+
+    @classmethod
+    def config_problems(cls, settings: Any) -> list[tuple[str, str]]:
+        """(configuration key, what to do) for every setting this backend needs and lacks."""
+        return []
+
+    # --- the source ---
+
+    @abstractmethod
+    def connection_params(self) -> dict[str, Any]:
+        """libpq parameters of the primary database; ``password`` stays a secret reference."""
+
+    @abstractmethod
+    def connect_source(self) -> AbstractContextManager[Any]: ...
+
+    @abstractmethod
+    def source_running(self) -> bool: ...
+
+    @abstractmethod
     def archive_facts(self) -> dict[str, Any]:
-        from aep_ops.db.backends import local_restore
+        """last_archived_at, archive_lag_seconds, failing, problems (read-only)."""
 
-        facts = local_restore.archive_facts(self.db)
-        problems = []
-        if facts["failing"]:
-            problems.append(f"WAL archiving is failing on the source (last failed {facts['last_failed_wal']}"
-                            f" at {facts['last_failed_at']}); fix it (`inv backup.check`) before restoring")
-        return {**facts, "problems": problems}
+    def before_target_writes(self) -> None:
+        """Called before a drill writes the rows around its target time."""
 
+    def archive_now(self, conn: Any, progress: Any) -> str | None:
+        """Push the WAL holding what was just written to the archive; the segment name, or None
+        when the provider archives on its own schedule (see ``wait_until_restorable``)."""
+        return None
+
+    @abstractmethod
+    def wait_until_restorable(self, target: datetime, progress: Any) -> None: ...
+
+    # --- restored copies ---
+
+    @abstractmethod
     def check_target(self, target: datetime) -> dict[str, Any]:
-        from aep_ops.db.backends import local_restore
+        """Refuse (UsageError) a target this backend cannot restore to; backup_label, archive lag."""
 
-        found = local_restore.check_target(self.db, target)
-        return {"backup_label": found.backup_label, "backup_stop": found.backup_stop.isoformat(),
-                "archive_lag_seconds": found.archive_lag_seconds}
-
+    @abstractmethod
     def restore_state(self, name: str, target: datetime) -> tuple[str, dict[str, Any] | None]:
-        from aep_ops.db.backends import local_restore
+        """'absent', 'partial' (a killed restore), 'done' (at this target) or 'other' (name taken)."""
 
-        state, copy = local_restore.restore_state(self.settings, name, target)
-        return state, (dict(copy.meta) if copy else None)
-
+    @abstractmethod
     def restore(self, name: str, target: datetime, *, run_id: str | None, purpose: str, progress: Any,
-                timeout: float) -> dict[str, Any]:
-        from aep_ops.db.backends import local_restore
+                timeout: float) -> dict[str, Any]: ...
 
-        found = local_restore.check_target(self.db, target)  # facts go stale: check again right before
-        meta = local_restore.restore(self.settings, self.db, name, found, run_id=run_id, purpose=purpose,
-                                     progress=progress, timeout=timeout)
-        return {**meta, "backup_stop": found.backup_stop.isoformat()}
+    @abstractmethod
+    def verify(self, meta: dict[str, Any], target: datetime, smoke_queries: list[str]) -> dict[str, Any]: ...
 
-    def verify(self, meta: dict[str, Any], smoke_queries: list[str]) -> dict[str, Any]:
-        from aep_ops.db.backends import local_restore
+    @abstractmethod
+    def connect_restored(self, name: str) -> AbstractContextManager[Any]: ...
 
-        return local_restore.verify(self.settings, meta, self.db.dbname, smoke_queries)
+    @abstractmethod
+    def free_bytes(self) -> int | None: ...
 
-    @contextmanager
-    def connect_restored(self, name: str) -> Iterator[Any]:
-        copy = locations.restored_copy(self.settings, name)
-        if copy is None:
-            raise VerificationFailed(f"the restored copy {name} is gone; run again")
-        with copy.cluster(self.settings).connect(self.db.dbname) as conn:
-            conn.autocommit = True
-            yield conn
+    @abstractmethod
+    def discard(self, name: str) -> bool: ...
 
-    @contextmanager
-    def connect_source(self) -> Iterator[Any]:
-        with self.db.cluster.connect(self.db.dbname) as conn:
-            conn.autocommit = True
-            yield conn
+    @abstractmethod
+    def copies(self) -> list[dict[str, Any]]: ...
 
-    def free_bytes(self) -> int | None:
-        root = locations.restores_dir(self.settings)
-        root.mkdir(parents=True, exist_ok=True)
-        return shutil.disk_usage(root).free
+    @abstractmethod
+    def exists(self, name: str) -> bool: ...
 
-    def wait_until_restorable(self, target: datetime, progress: Any) -> None:
-        """Local: the drill switches WAL and waits for the segment; nothing more to wait for."""
+    # --- cutover: point the application at a restored copy (the old database is left alone) ---
 
-    def discard(self, name: str) -> bool:
-        from aep_ops.db.backends import local_restore
+    @abstractmethod
+    def plan_cutover(self, name: str) -> tuple[bool, str, dict[str, Any]]:
+        """(needed, summary, details) for pointing the application at restore ``name``."""
 
-        return local_restore.discard(self.settings, name)
+    @abstractmethod
+    def apply_cutover(self, name: str, details: dict[str, Any], run_id: str | None) -> dict[str, Any]: ...
 
-    def copies(self) -> list[dict[str, Any]]:
-        return [c.meta for c in locations.restored_copies(self.settings)]
 
-    def exists(self, name: str) -> bool:
-        return locations.restored_copy(self.settings, name) is not None or (locations.restores_dir(self.settings)
-                                                                         / name).exists()
+def backend_class(settings: Any) -> type[DatabaseBackend]:
+    """The Backend class of the environment's ``backend`` setting (the module of that name here)."""
+    name = settings.env.get("backend") or "local"
+    try:
+        module = importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError:
+        raise ConfigError(f"environments.{settings.env_name}.backend: no database backend {name!r}") from None
+    return module.Backend
+
+
+def backend_for(settings: Any) -> DatabaseBackend:
+    return backend_class(settings)(settings)
+
+
+def name_taken(name: str) -> UsageError:
+    """The refusal when a restore's name is in use for another target or by something aep-ops did not make."""
+    return UsageError(f"a restore named {name!r} already exists for another target or was not made by aep-ops;"
+                      f" pick another --name or `inv pitr.discard {name}`")

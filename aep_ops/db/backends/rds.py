@@ -1,28 +1,68 @@
-"""The RDS side of aep_ops.db.backends: automated backups, restore into a new tagged instance,
-verification over psycopg at its endpoint (or at ``rds.endpoint_map`` in tests)."""
+"""Backend ``rds``: Amazon RDS automated backups, restore into a new tagged instance,
+verification over psycopg at its endpoint (or at ``rds.endpoint_map`` in tests), cutover
+through a Route 53 CNAME and/or the application's Secrets Manager secret (``rds.cutover``).
+
+The rules RDS would only enforce late are checked first in ``rds_facts``; the restore call and
+its waits are in ``rds_restore``, the DNS and secret changes in ``rds_cutover``. The client is
+made when first used, so reading the configuration (``db.url``) needs neither boto3 nor
+``rds.instance_id``.
+"""
 
 from __future__ import annotations
 
+import functools
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
+from aep_ops.db.backends import DatabaseBackend, name_taken
 from aep_ops.errors import ConfigError, StepFailed, UsageError, VerificationFailed
 
 
-class RdsBackend:
-    kind = "rds"
+class Backend(DatabaseBackend):
+    self_hosted = False
+    managed_by = "managed by Amazon RDS"
 
-    def __init__(self, settings: Any) -> None:
+    @classmethod
+    def config_problems(cls, settings: Any) -> list[tuple[str, str]]:
+        if not (settings.env.get("aws") or {}).get("region"):
+            return [(f"environments.{settings.env_name}.aws.region",
+                     "set the AWS region of this environment in aep-ops.yaml")]
+        return []
+
+    @property
+    def source_id(self) -> str:
+        instance_id = (self.settings.env.get("rds") or {}).get("instance_id")
+        if not instance_id:
+            raise ConfigError(f"environments.{self.settings.env_name}.rds.instance_id is required for the rds backend")
+        return instance_id
+
+    @functools.cached_property
+    def rds(self) -> Any:
         from aep_ops.aws import client
 
-        self.settings = settings
-        rds_conf = settings.env.get("rds") or {}
-        if not rds_conf.get("instance_id"):
-            raise ConfigError(f"environments.{settings.env_name}.rds.instance_id is required for the rds backend")
-        self.source_id = rds_conf["instance_id"]
-        self.rds = client(settings, "rds")
+        self.source_id  # a missing instance id is the first thing to say
+        return client(self.settings, "rds")
+
+    def connection_params(self) -> dict[str, Any]:
+        """From ``database.*``, falling back to ``rds.*``."""
+        env, name = self.settings.env, self.settings.env_name
+        database, rds = env.get("database") or {}, env.get("rds") or {}
+        if not database.get("host"):
+            raise UsageError(f"environments.{name}.database.host is not set: aep-ops cannot build the DSN of the"
+                             f" {env.get('backend')} database without it; set it to the instance endpoint"
+                             f" (e.g. with --set environments.{name}.database.host=HOST)")
+        user = database.get("user") or rds.get("master_user")
+        if not user:
+            raise UsageError(f"environments.{name}.database.user (or rds.master_user) is not set")
+        return {"host": database["host"], "port": int(database.get("port") or 5432),
+                "dbname": database.get("name") or rds.get("dbname") or "aep", "user": user,
+                "sslmode": database.get("sslmode") or "require",
+                "password": database.get("password") or rds.get("master_password")}
+
+    def source_running(self) -> bool:
+        return True  # RDS keeps it running; a stopped instance fails the preflight with its status
 
     def facts(self) -> Any:
         from aep_ops.db.backends.rds_facts import source_facts
@@ -65,8 +105,7 @@ class RdsBackend:
 
         state, _ = self.restore_state(name, target)
         if state == "other":
-            raise UsageError(f"DB instance {name} exists and is not aep-ops's restore to this target; pick another"
-                             " --name")
+            raise name_taken(name)
         started = time.time()
         progress(f"restoring {self.source_id} to {target.isoformat()} into DB instance {name}")
         restored = restore_to_new_instance(self.rds, self.facts(), new_id=name, target_time=target,
@@ -79,12 +118,12 @@ class RdsBackend:
                      "recovery_seconds": 0.0, "changed": restored.changed})
         return meta
 
-    def verify(self, meta: dict[str, Any], smoke_queries: list[str]) -> dict[str, Any]:
+    def verify(self, meta: dict[str, Any], target: datetime, smoke_queries: list[str]) -> dict[str, Any]:
         """As for a local copy, minus the timeline (RDS does not expose it meaningfully)."""
-        from aep_ops.db.backends.local_restore import verify_copy
+        from aep_ops.db.verify import verify_copy
 
         with self.connect_restored(meta["name"]) as conn:
-            return verify_copy(conn, datetime.fromisoformat(meta["target_time"]), smoke_queries, min_timeline=None)
+            return verify_copy(conn, target, smoke_queries, min_timeline=None)
 
     @contextmanager
     def connect_restored(self, name: str) -> Iterator[Any]:
@@ -135,6 +174,47 @@ class RdsBackend:
         from aep_ops.db.backends.rds_facts import describe_instance
 
         return describe_instance(self.rds, name) is not None
+
+    # --- cutover ---
+
+    def plan_cutover(self, name: str) -> tuple[bool, str, dict[str, Any]]:
+        from aep_ops.db.backends.rds_facts import describe_instance
+
+        conf = self._cutover_conf()
+        instance = describe_instance(self.rds, name)
+        if instance is None or instance.get("DBInstanceStatus") != "available":
+            raise UsageError(f"no available DB instance {name} (see `inv pitr.list --env {self.settings.env_name}`)")
+        address, port = instance["Endpoint"]["Address"], int(instance["Endpoint"]["Port"])
+        levers = []
+        if conf.get("route53_zone_id"):
+            levers.append(f"CNAME {conf['record_name']} -> {address}")
+        if conf.get("secret_id"):
+            levers.append(f"secret {conf['secret_id']} host/port -> {address}:{port}")
+        return True, "point " + " and ".join(levers), {"address": address, "port": port}
+
+    def apply_cutover(self, name: str, details: dict[str, Any], run_id: str | None) -> dict[str, Any]:
+        from aep_ops.aws import client
+        from aep_ops.db.backends.rds_cutover import point_route53, point_secret
+
+        conf = self._cutover_conf()
+        done: dict[str, Any] = {}
+        if conf.get("route53_zone_id"):
+            change = point_route53(client(self.settings, "route53"), conf["route53_zone_id"], conf["record_name"],
+                                   details["address"])
+            done["route53"] = {"record": change.record_name, "previous": change.previous, "current": change.current}
+        if conf.get("secret_id"):
+            change = point_secret(client(self.settings, "secretsmanager"), conf["secret_id"],
+                                  {"host": details["address"], "port": details["port"]})
+            done["secret"] = {"secret_id": change.secret_id, "previous_version": change.previous_version_id,
+                              "previous": dict(change.previous)}
+        return done
+
+    def _cutover_conf(self) -> dict[str, Any]:
+        conf = (self.settings.env.get("rds") or {}).get("cutover") or {}
+        if not (conf.get("route53_zone_id") and conf.get("record_name")) and not conf.get("secret_id"):
+            raise ConfigError(f"environments.{self.settings.env_name}.rds.cutover: set route53_zone_id + record_name"
+                              " and/or secret_id (how the application finds its database)")
+        return conf
 
     # --- helpers ---
 

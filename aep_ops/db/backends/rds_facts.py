@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from aep_ops.aws.clients import aws_errors, error_code
 from aep_ops.errors import ConfigError, UsageError
 from aep_ops.log import get_logger
-from aep_ops.timefmt import ago
+from aep_ops.timefmt import EXAMPLE_TARGET as EXAMPLE, ago, aware_utc
 
 log = get_logger(__name__)
 
@@ -26,7 +26,7 @@ TAG_SOURCE = "aep-ops:source"
 TAG_RUN_ID = "aep-ops:run-id"
 TAG_TARGET_TIME = "aep-ops:target-time"
 DEFAULT_RETENTION_DAYS = 7
-EXAMPLE = "2026-11-26T09:41:00Z"
+
 _NOT_FOUND = {"DBInstanceNotFound", "DBInstanceNotFoundFault"}
 
 
@@ -184,9 +184,7 @@ def validate_restore_request(facts: SourceFacts, *, target_time: datetime | None
         whole = latest.replace(microsecond=0)
         return whole if earliest is None or whole >= earliest else latest
     assert target_time is not None
-    if target_time.tzinfo is None or target_time.utcoffset() is None:
-        raise UsageError(f"target time {target_time.isoformat()} has no UTC offset; add Z or +HH:MM, e.g. {EXAMPLE}")
-    target = target_time.astimezone(timezone.utc)
+    target = aware_utc(target_time)
     t = iso(target)
     if target > now:
         raise UsageError(f"target {t} is in the future (now {iso(now)}); pick a time in the past")

@@ -18,6 +18,7 @@ from typing import Any
 from aep_ops.aws.clients import AwsError, AwsTimeout, aws_errors, translate
 from aep_ops.errors import UsageError
 from aep_ops.log import get_logger
+from aep_ops.timefmt import aware_utc
 from aep_ops.db.backends.rds_facts import (
     CREATED_BY, TAG_CREATED_BY, TAG_RUN_ID, TAG_SOURCE, TAG_TARGET_TIME, Endpoint, SourceFacts, describe_instance,
     iso, tags_of, utcnow, validate_restore_request,
@@ -111,8 +112,7 @@ def restore_to_new_instance(rds: Any, facts: SourceFacts, *, new_id: str, target
     it is returned (and waited for) instead of restoring again.
     """
     _check_identifier(new_id)
-    if target_time.tzinfo is None or target_time.utcoffset() is None:
-        raise UsageError(f"target time {target_time.isoformat()} has no UTC offset; add Z or +HH:MM")
+    target_time = aware_utc(target_time)
     if new_id.lower() == facts.instance_id.lower():
         raise UsageError(f"refusing to restore {facts.instance_id} onto itself; choose a new instance id")
     existing = describe_instance(rds, new_id)

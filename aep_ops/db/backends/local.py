@@ -1,0 +1,300 @@
+"""Backend ``local``: the self-hosted source under the state dir, restored into NEW clusters here.
+
+The source is one PostgreSQL 15 cluster under STATE_DIR/pg/aep-source (``aep_ops.db.locations``)
+archiving through pgBackRest. Guards (FIELD-NOTES): the target is validated against the archive
+and the backups before anything is touched (``local_facts``); the copy never writes into the
+source's archive; promotion is confirmed (not in recovery, postmaster alive, "recovery stopping
+before ..." logged) and "recovery ended before configured recovery target was reached" is an
+error. A restore killed half-way is detected by its marker (status "restoring") and redone from
+scratch on the same port, after stopping any server it left running and any pgBackRest restore
+still writing into it: no orphaned cluster, process or port. Cutover is the pointer file
+STATE_DIR/pg/active.json, which records what it replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from aep_ops.db import locations
+from aep_ops.db.backends import DatabaseBackend, local_facts, name_taken
+from aep_ops.errors import UsageError, VerificationFailed
+from aep_ops.log import get_logger
+
+log = get_logger(__name__)
+
+
+class Backend(DatabaseBackend):
+    self_hosted = True
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        self.db = locations.local_db(settings)
+
+    @classmethod
+    def check_usable(cls, settings: Any) -> None:
+        require_reachable_state_dir(settings)
+
+    # --- the source ---
+
+    def connection_params(self) -> dict[str, Any]:
+        c = self.db.cluster
+        return {"host": str(c.socket_dir), "port": c.port, "dbname": self.db.dbname, "user": c.os_user}
+
+    @contextmanager
+    def connect_source(self) -> Iterator[Any]:
+        with self.db.cluster.connect(self.db.dbname) as conn:
+            conn.autocommit = True
+            yield conn
+
+    def source_running(self) -> bool:
+        return self.db.cluster.postmaster_pid() is not None
+
+    def archive_facts(self) -> dict[str, Any]:
+        facts = local_facts.archive_facts(self.db)
+        problems = []
+        if facts["failing"]:
+            problems.append(f"WAL archiving is failing on the source (last failed {facts['last_failed_wal']}"
+                            f" at {facts['last_failed_at']}); fix it (`inv backup.check`) before restoring")
+        return {**facts, "problems": problems}
+
+    def before_target_writes(self) -> None:
+        """pgBackRest records backup stop times in whole seconds, and a target must lie after the
+        backup's end (else PostgreSQL 15 silently stops at that end): right after a fresh backup,
+        wait out that second rather than have the restore refuse the target."""
+        from aep_ops.pg.target import STOP_RESOLUTION
+
+        stops = [b.stop for b in self.db.backrest.info() if not b.error]
+        if stops:
+            delay = (max(stops) + STOP_RESOLUTION * 1.2 - datetime.now(timezone.utc)).total_seconds()
+            if delay > 0:
+                time.sleep(delay)
+
+    def archive_now(self, conn: Any, progress: Any) -> str | None:
+        from aep_ops.pg import facts
+
+        walfile = facts.switch_wal(conn)
+        progress(f"waiting for WAL segment {walfile} to reach the archive")
+        facts.wait_archived(conn, walfile, timeout=120, poll=0.02)
+        return walfile
+
+    def wait_until_restorable(self, target: datetime, progress: Any) -> None:
+        """Nothing more to wait for: ``archive_now`` waited for the segment."""
+
+    # --- restored copies ---
+
+    def check_target(self, target: datetime) -> dict[str, Any]:
+        found = local_facts.check_target(self.db, target)
+        return {"backup_label": found.backup_label, "backup_stop": found.backup_stop.isoformat(),
+                "archive_lag_seconds": found.archive_lag_seconds}
+
+    def restore_state(self, name: str, target: datetime) -> tuple[str, dict[str, Any] | None]:
+        state, copy = restore_state(self.settings, name, target)
+        return state, (dict(copy.meta) if copy else None)
+
+    def restore(self, name: str, target: datetime, *, run_id: str | None, purpose: str, progress: Any,
+                timeout: float) -> dict[str, Any]:
+        found = local_facts.check_target(self.db, target)  # facts go stale: check again right before
+        meta = restore(self.settings, self.db, name, found, run_id=run_id, purpose=purpose,
+                       progress=progress, timeout=timeout)
+        return {**meta, "backup_stop": found.backup_stop.isoformat()}
+
+    def verify(self, meta: dict[str, Any], target: datetime, smoke_queries: list[str]) -> dict[str, Any]:
+        """See ``aep_ops.db.verify``; a local copy must also be on a new timeline."""
+        from aep_ops.db.verify import verify_copy
+
+        with self.connect_restored(meta["name"]) as conn:
+            return verify_copy(conn, target, smoke_queries, min_timeline=2)
+
+    @contextmanager
+    def connect_restored(self, name: str) -> Iterator[Any]:
+        copy = locations.restored_copy(self.settings, name)
+        if copy is None:
+            raise VerificationFailed(f"the restored copy {name} is gone; run again")
+        with copy.cluster(self.settings).connect(self.db.dbname) as conn:
+            conn.autocommit = True
+            yield conn
+
+    def free_bytes(self) -> int | None:
+        root = locations.restores_dir(self.settings)
+        root.mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(root).free
+
+    def discard(self, name: str) -> bool:
+        return discard(self.settings, name)
+
+    def copies(self) -> list[dict[str, Any]]:
+        return [c.meta for c in locations.restored_copies(self.settings)]
+
+    def exists(self, name: str) -> bool:
+        return (locations.restored_copy(self.settings, name) is not None
+                or (locations.restores_dir(self.settings) / name).exists())
+
+    # --- cutover ---
+
+    def plan_cutover(self, name: str) -> tuple[bool, str, dict[str, Any]]:
+        copy = locations.restored_copy(self.settings, name)
+        if copy is None or copy.meta.get("status") != "promoted":
+            raise UsageError(f"no verified restore named {name} (see `inv pitr.list`)")
+        pointer = active_pointer(self.settings)
+        current = json.loads(pointer.read_text()) if pointer.exists() else {}
+        if current.get("name") == name:
+            return False, f"the application already uses {name}", {"dsn": copy.meta["dsn"]}
+        previous = current.get("dsn") or self.db.dsn()
+        return (True, f"point the application at {name} ({copy.meta['dsn']}); previous: {previous}",
+                {"previous": previous})
+
+    def apply_cutover(self, name: str, details: dict[str, Any], run_id: str | None) -> dict[str, Any]:
+        copy = locations.restored_copy(self.settings, name)
+        record = {"name": name, "dsn": copy.meta["dsn"], "previous": details["previous"],
+                  "at": datetime.now(timezone.utc).isoformat(), "run_id": run_id}
+        pointer = active_pointer(self.settings)
+        tmp = pointer.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        os.replace(tmp, pointer)
+        copy.meta["cutover"] = True
+        copy.save()
+        return record
+
+
+def require_reachable_state_dir(settings: Any) -> None:
+    """The postgres user must traverse STATE_DIR to reach the cluster and the repo; say so early
+    (``Backend.check_usable``, and the steps that create the source)."""
+    from aep_ops.db import locations
+    from aep_ops.pg import fsutil
+
+    user = (settings.env.get("postgres") or {}).get("os_user") or "postgres"
+    try:
+        fsutil.check_traversable(locations.pg_root(settings) / "aep-source", user)
+    except KeyError:
+        raise UsageError(f"OS user {user!r} does not exist; install PostgreSQL 15 (make drill) or set"
+                         f" environments.{settings.env_name}.postgres.os_user") from None
+    except UsageError as exc:
+        raise UsageError(f"state_dir {settings.state_dir} is not reachable by the {user} user ({exc}); "
+                         "set state_dir (or AEP_OPS_STATE_DIR) to a directory it can traverse, "
+                         "e.g. /var/lib/aep-ops") from None
+
+
+def active_pointer(settings: Any) -> Path:
+    return locations.pg_root(settings) / "active.json"
+
+
+def restore_state(settings: Any, name: str, target: datetime) -> tuple[str, locations.RestoredCopy | None]:
+    """'absent', 'partial' (a killed restore), 'done' (promoted at this target) or 'other' (name taken)."""
+    copy = locations.restored_copy(settings, name)
+    if copy is None:
+        base = locations.restores_dir(settings) / name
+        return ("other", None) if base.exists() else ("absent", None)
+    if copy.meta.get("target_time") != target.isoformat():
+        return "other", copy
+    return ("done", copy) if copy.meta.get("status") == "promoted" else ("partial", copy)
+
+
+def restore(settings: Any, db: locations.LocalDb, name: str, check: local_facts.TargetCheck, *, run_id: str | None,
+            purpose: str, progress: Any = None, timeout: float = 1800) -> dict[str, Any]:
+    """Restore ``check.backup_label`` + WAL up to ``check.target`` into restores/NAME and promote it."""
+    say = progress or (lambda message: None)
+    state, copy = restore_state(settings, name, check.target)
+    if state == "other":
+        raise name_taken(name)
+    if state == "done":
+        return dict(copy.meta)
+    started = time.time()
+    if copy is None:
+        copy = locations.RestoredCopy(name=name, base=locations.restores_dir(settings) / name, meta={})
+    port = copy.meta.get("port") or _free_port()
+    copy.meta.update({"name": name, "created_by": "aep-ops", "purpose": purpose, "run_id": run_id,
+                      "status": "restoring", "port": port, "target_time": check.target.isoformat(),
+                      "backup_label": check.backup_label, "source": str(db.cluster.datadir),
+                      "restore_started_at": datetime.fromtimestamp(started, timezone.utc).isoformat()})
+    _ensure_base(copy)
+    copy.save()
+    cluster = copy.cluster(settings)
+    _clear_partial(cluster)
+    say(f"restoring backup {check.backup_label} into {copy.datadir}")
+    result = db.backrest.restore(copy.datadir, target_time=check.target, set_label=check.backup_label,
+                                 timeout=timeout)
+    restored_at = time.time()
+    cluster.configure({"archive_mode": "off", "archive_command": "", "shared_buffers": "128MB"})
+    cluster.disable_archiving()
+    say(f"starting the copy on port {port} and replaying WAL to {check.target.isoformat()}")
+    cluster.start(timeout=timeout, wait=False)  # wait_for_promotion is the real wait (pg_ctl -w polls at 100 ms)
+    promoted = cluster.wait_for_promotion(timeout=timeout, poll=0.02)  # RTO is measured: poll finely
+    if promoted.archive_mode != "off":
+        raise VerificationFailed(f"restored copy {name} has archive_mode={promoted.archive_mode}; it must be off")
+    finished = time.time()
+    copy.meta.update({
+        "status": "promoted", "dsn": cluster.dsn(db.dbname), "timeline": promoted.timeline,
+        "last_replayed_commit": promoted.last_replayed_commit.isoformat() if promoted.last_replayed_commit else None,
+        "recovery_stop": promoted.stop_line, "restore_seconds": round(restored_at - started, 3),
+        "recovery_seconds": round(finished - restored_at, 3), "promoted_at": _iso(finished),
+        "pgbackrest_seconds": round(result.duration, 3),
+    })
+    copy.save()
+    log.info("pitr.restored", name=name, port=port, timeline=promoted.timeline)
+    return dict(copy.meta)
+
+
+def discard(settings: Any, name: str) -> bool:
+    """Stop and remove a copy aep-ops created; refuse anything else. False if already gone."""
+    copy = locations.restored_copy(settings, name)
+    base = locations.restores_dir(settings) / name
+    if copy is None:
+        if base.exists():
+            raise UsageError(f"{base} was not created by aep-ops (no {locations.RESTORE_MARKER}); refusing to remove it")
+        return False
+    if copy.meta.get("cutover"):
+        raise UsageError(f"restore {name} is the database the application was cut over to; refusing to remove it")
+    cluster = copy.cluster(settings)
+    if cluster.postmaster_pid() is not None:
+        cluster.stop(mode="immediate")  # its files are deleted next: a shutdown checkpoint is wasted work
+    _remove_soon(base)
+    return True
+
+
+def _remove_soon(base: Any) -> None:
+    """Rename the copy out of sight at once (the name is free again), delete the files in a
+    detached process: removing gigabytes should not hold up the run or its RTO report."""
+    import subprocess
+    import uuid
+
+    trash = base.parent / f".removing-{base.name}-{uuid.uuid4().hex[:6]}"
+    os.rename(base, trash)
+    subprocess.Popen(["rm", "-rf", "--", str(trash)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _ensure_base(copy: locations.RestoredCopy) -> None:
+    from aep_ops.pg import fsutil
+
+    fsutil.ensure_dir(copy.base.parent, owner=None, mode=0o755)
+    fsutil.ensure_dir(copy.base, owner=None, mode=0o755)
+
+
+def _clear_partial(cluster: Any) -> None:
+    """A killed restore may have left a server running, a pgBackRest restore still writing, or
+    files behind: stop them, empty the dir."""
+    from aep_ops.pg import orphans
+
+    orphans.stop_writers(cluster.datadir)
+    if cluster.postmaster_pid() is not None:
+        cluster.stop(mode="immediate")
+    if cluster.datadir.exists():
+        shutil.rmtree(cluster.datadir)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
