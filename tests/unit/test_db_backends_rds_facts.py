@@ -280,14 +280,20 @@ def restored(status: str = "available", tags=OUR_TAGS, **kw) -> dict:
     return db_instance(NEW, DBInstanceStatus=status, TagList=tags, DeletionProtection=False, MultiAZ=False, **kw)
 
 
+def stub_statuses(rds, *statuses: str) -> None:
+    """The restored instance as describe_db_instances answers it, one status per call."""
+    for status in statuses:
+        rds.stubber.add_response("describe_db_instances", {"DBInstances": [restored(status)]},
+                                 {"DBInstanceIdentifier": NEW})
+
+
 def test_restore_sends_exactly_the_expected_request_then_waits(rds):
     facts = facts_for(rds)
     stub_not_found(rds, NEW)
     creating = restored("creating")
     del creating["Endpoint"]
     rds.stubber.add_response("restore_db_instance_to_point_in_time", {"DBInstance": creating}, EXPECTED_RESTORE)
-    rds.stubber.add_response("describe_db_instances", {"DBInstances": [restored()]}, {"DBInstanceIdentifier": NEW})
-    rds.stubber.add_response("describe_db_instances", {"DBInstances": [restored()]}, {"DBInstanceIdentifier": NEW})
+    stub_statuses(rds, "available", "available")
 
     result = restore_to_new_instance(rds, facts, new_id=NEW, target_time=TARGET, run_id="run-20261126-1", now=NOW)
 
@@ -311,8 +317,7 @@ def test_restore_resumes_our_instance_without_a_second_restore(rds):
     facts = facts_for(rds)
     rds.stubber.add_response("describe_db_instances", {"DBInstances": [restored("creating")]},
                              {"DBInstanceIdentifier": NEW})
-    rds.stubber.add_response("describe_db_instances", {"DBInstances": [restored()]}, {"DBInstanceIdentifier": NEW})
-    rds.stubber.add_response("describe_db_instances", {"DBInstances": [restored()]}, {"DBInstanceIdentifier": NEW})
+    stub_statuses(rds, "available", "available")
     result = restore_to_new_instance(rds, facts, new_id=NEW, target_time=TARGET, run_id="run-20261126-2", now=NOW)
     assert result.changed is False and result.run_id == "run-20261126-1"
 
@@ -358,17 +363,11 @@ def test_access_denied_names_the_action_the_resource_and_the_fix(rds):
 
 def test_waiter_failure_state_and_timeout_are_reported(rds):
     facts = facts_for(rds)
-    rds.stubber.add_response("describe_db_instances", {"DBInstances": [restored("creating")]},
-                             {"DBInstanceIdentifier": NEW})
-    rds.stubber.add_response("describe_db_instances", {"DBInstances": [restored("creating")]},
-                             {"DBInstanceIdentifier": NEW})
+    stub_statuses(rds, "creating", "creating")
     with pytest.raises(AwsTimeout, match=r"still 'creating' after 1s; the restore continues in AWS"):
         restore_to_new_instance(rds, facts, new_id=NEW, target_time=TARGET, run_id="r", now=NOW,
                                 wait_timeout=1, wait_delay=1)
-    rds.stubber.add_response("describe_db_instances", {"DBInstances": [restored("creating")]},
-                             {"DBInstanceIdentifier": NEW})
-    rds.stubber.add_response("describe_db_instances", {"DBInstances": [restored("incompatible-parameters")]},
-                             {"DBInstanceIdentifier": NEW})
+    stub_statuses(rds, "creating", "incompatible-parameters")
     with pytest.raises(AwsError, match=r"entered status 'incompatible-parameters'; see `aws rds describe-events"):
         restore_to_new_instance(rds, facts, new_id=NEW, target_time=TARGET, run_id="r", now=NOW,
                                 wait_timeout=60, wait_delay=1)
