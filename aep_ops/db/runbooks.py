@@ -18,7 +18,6 @@ from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
 from aep_ops.db.backends import backend_class
-from aep_ops.db.backends.local import require_reachable_state_dir
 from aep_ops.db.source import backup_outputs, checked_source, config_drift, not_self_hosted, reload, source
 from aep_ops.errors import AepError, StepFailed, UsageError, VerificationFailed
 from aep_ops.log import get_logger
@@ -42,6 +41,8 @@ class EnsureSourceCluster(Step):
 
     def check(self, ctx):
         from aep_ops.pg import facts
+
+        from aep_ops.db.backends.local import require_reachable_state_dir
 
         if (plan := not_self_hosted(ctx)) is not None:
             return plan

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -93,14 +92,13 @@ def runbook(id: str, *, steps: list[type[Step]], summary: str, owner: str = "sre
 def area_modules(root: str = ROOT_PACKAGE) -> list[str]:
     """``<root>.<area>.runbooks`` for every area package of ``root`` that has one, sorted.
 
-    Looks at the files (``pkgutil.iter_modules`` lists the directory) and imports nothing,
-    so listing costs no more than the areas it finds."""
+    Looks at the files and imports nothing, so listing costs no more than the areas it finds."""
     package = importlib.import_module(root)
-    found = []
-    for info in pkgutil.iter_modules(package.__path__):
-        finder_path = getattr(info.module_finder, "path", None)
-        if info.ispkg and finder_path and (Path(finder_path) / info.name / f"{AREA_MODULE}.py").is_file():
-            found.append(f"{root}.{info.name}.{AREA_MODULE}")
+    found = set()
+    for directory in package.__path__:
+        for area in Path(directory).iterdir():
+            if (area / "__init__.py").is_file() and (area / f"{AREA_MODULE}.py").is_file():
+                found.add(f"{root}.{area.name}.{AREA_MODULE}")
     return sorted(found)
 
 

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 from aep_ops.errors import ApprovalRequired, UsageError
 from aep_ops.executors.base import FleetResult, HostOutcome
-from aep_ops.fleet.fanout import DEFAULT_TIMEOUT, run_ssh
+from aep_ops.fleet.defaults import DEFAULT_TIMEOUT
+from aep_ops.fleet.fanout import run_ssh
 from aep_ops.fleet.inventory import Host, hosts_for, parallel_for
 
 

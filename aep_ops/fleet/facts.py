@@ -11,7 +11,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from aep_ops.fleet.fanout import DEFAULT_TIMEOUT, run_ssh
+from aep_ops.fleet.defaults import DEFAULT_TIMEOUT
+from aep_ops.fleet.fanout import run_ssh
 from aep_ops.fleet.inventory import Host, hosts_for, parallel_for
 
 # One compound command per host, read-only. Sections are marked so that a missing tool or

@@ -11,9 +11,6 @@ from aep_ops.executors.base import FleetResult
 from aep_ops.fleet.inventory import Host, executor_for
 
 
-DEFAULT_TIMEOUT = 60.0  # seconds for a whole fan-out (fleet.run, fleet.facts) unless --timeout says
-
-
 def run_ssh(settings: Any, targets: list[Host], argv: list[str] | None, *, identity: str | None,
             known_hosts: str | None, parallel: int, timeout: float, shell: str | None = None) -> FleetResult:
     """argv (quoted for the remote shell) or ``shell``, a command line sent as typed."""

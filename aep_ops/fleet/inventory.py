@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 from aep_ops.errors import ConfigError, UsageError
+from aep_ops.fleet.defaults import DEFAULT_PARALLEL
 
 if TYPE_CHECKING:  # pragma: no cover
     from aep_ops.executors.ssh import SshExecutor
@@ -23,7 +24,6 @@ DEFAULT_TAG_ENV = "aep:env"
 DEFAULT_TAG_ROLE = "aep:role"
 HEALTH_URL_TAG = "aep:health_url"
 DEFAULT_CONNECT_TIMEOUT = 10
-DEFAULT_PARALLEL = 10  # hosts at a time in a fan-out, unless --parallel or inventory.parallel says
 _ADDRESS_KEYS = {"private_ip": "PrivateIpAddress", "public_ip": "PublicIpAddress", "private_dns": "PrivateDnsName"}
 _SPEC = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<addr>[^:@\s\[\]]+))(?::(?P<port>\d+))?$")
 

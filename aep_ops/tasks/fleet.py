@@ -14,8 +14,7 @@ import sys
 from invoke import task
 from invoke.exceptions import Exit
 
-from aep_ops.fleet.fanout import DEFAULT_TIMEOUT
-from aep_ops.fleet.inventory import DEFAULT_PARALLEL
+from aep_ops.fleet.defaults import DEFAULT_PARALLEL, DEFAULT_TIMEOUT
 from aep_ops.tasks.args import number
 from aep_ops.tasks.frontdoor import EXIT_FAILED, front_door, load_settings, print_json
 
