@@ -83,9 +83,10 @@ def _config_file_problems(db: Any) -> list[str]:
 def archive_command_problems(db: Any) -> list[str]:
     """The running source must archive with this stanza's archive_command, from conf.d."""
     wanted = db.backrest.archive_command()
-    with db.cluster.connect(connect_timeout=5) as conn, wrap_errors("reading archive settings", conn):
-        rows = dict((r[0], (r[1], r[2])) for r in conn.execute(
-            "select name, setting, sourcefile from pg_settings where name in ('archive_mode', 'archive_command')"))
+    from aep_ops.pg import facts
+
+    with db.cluster.connect(connect_timeout=5) as conn:
+        rows = facts.settings_with_source(conn, ["archive_mode", "archive_command"])
     problems = []
     if rows["archive_mode"][0] != "on":
         problems.append("archive_mode is off on the source (run `inv db.setup`, which restarts it)")

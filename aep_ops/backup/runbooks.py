@@ -128,15 +128,12 @@ class ArchiverStatus(Step):
             return plan
         from aep_ops.backup.repo import archiver_details, failure_text
         from aep_ops.pg import facts
-        from aep_ops.pg.connect import wrap_errors
 
         db = _source_up(ctx)
         with db.cluster.connect(connect_timeout=5) as conn:
             status = facts.archiver_status(conn)
-            with wrap_errors("listing pg_wal/archive_status", conn):
-                ready = conn.execute("select count(*) from pg_ls_archive_statusdir()"
-                                     " where name like '%.ready'").fetchone()[0]
-        details = {**archiver_details(status), "ready_segments": int(ready)}
+            ready = facts.archive_ready_count(conn)
+        details = {**archiver_details(status), "ready_segments": ready}
         if status.failing:
             raise VerificationFailed(failure_text(status, db), details=details)
         rpo = int((ctx.env.get("objectives") or {}).get("rpo_seconds") or 900)
@@ -243,9 +240,10 @@ def _segment_size(db: Any) -> int:
 
     if db.cluster.postmaster_pid() is None:
         return DEFAULT_SEGMENT_SIZE
+    from aep_ops.pg import facts
+
     with db.cluster.connect(connect_timeout=5) as conn:
-        return int(conn.execute("select setting::bigint from pg_settings where name = 'wal_segment_size'")
-                   .fetchone()[0])
+        return facts.wal_segment_size(conn)
 
 
 def _check_repo(ctx: RunContext, repo: int, *, allow_all: bool) -> None:

@@ -144,6 +144,25 @@ def row_counts(conn: psycopg.Connection, tables: list[str], *, missing_as_zero: 
                 if t in present else 0) for t in tables}
 
 
+def wal_segment_size(conn: psycopg.Connection) -> int:
+    """wal_segment_size in bytes (also readable on a standby, unlike the WAL position)."""
+    return int(conn.execute("select setting::bigint from pg_settings where name = 'wal_segment_size'").fetchone()[0])
+
+
+def archive_ready_count(conn: psycopg.Connection) -> int:
+    """WAL segments waiting for the archiver (``.ready`` files in pg_wal/archive_status)."""
+    with wrap_errors("listing pg_wal/archive_status", conn):
+        return int(conn.execute("select count(*) from pg_ls_archive_statusdir() where name like '%.ready'")
+                   .fetchone()[0])
+
+
+def settings_with_source(conn: psycopg.Connection, names: list[str]) -> dict[str, tuple[str, str | None]]:
+    """{name: (setting, the file that set it or None)} for each of ``names``."""
+    with wrap_errors("reading settings", conn):
+        return {r[0]: (r[1], r[2]) for r in conn.execute(
+            "select name, setting, sourcefile from pg_settings where name = any(%s)", (list(names),))}
+
+
 def setting(conn: psycopg.Connection, name: str) -> str:
     """Current value of one server setting (``current_setting``), e.g. to prove archiving is off."""
     with wrap_errors(f"reading setting {name}", conn):

@@ -41,10 +41,27 @@ def route_inv_task_help() -> None:
         try:
             parse_tasks()
         except ParseError as exc:
+            if resume_needs_no_positionals(program, exc):
+                return parse_tasks_exit_2()
             print(exc, file=sys.stderr)
             sys.exit(2)
 
     program.parse_tasks = parse_tasks_exit_2
+
+
+def resume_needs_no_positionals(program: Program, exc: ParseError) -> bool:
+    """``inv pitr.discard --resume RUN``: a resumed run takes its parameters from the journal, so
+    the positional arguments invoke insists on are not needed. Give each missing one an empty
+    value (``--name=``) and say so by returning True: the caller parses the line again."""
+    context = getattr(exc, "context", None)
+    missing = list(getattr(context, "missing_positional_args", None) or [])
+    words = list(program.core.unparsed or [])
+    names = {getattr(context, "name", None), *(getattr(context, "aliases", None) or ())}
+    at = next((i for i, w in enumerate(words) if w in names), None)
+    if not missing or at is None or not any(w == "--resume" or w.startswith("--resume=") for w in words[at + 1:]):
+        return False
+    program.core.unparsed = words[:at + 1] + [f"--{a.name.replace('_', '-')}=" for a in missing] + words[at + 1:]
+    return True
 
 
 def nothing_to_parse(program: Program) -> bool:
@@ -94,6 +111,8 @@ class AepOpsProgram(Program):
         try:
             super().parse_tasks()
         except ParseError as exc:
+            if resume_needs_no_positionals(self, exc):
+                return self.parse_tasks()
             if self._plain:  # e.g. two tasks on one line: parse again against the whole namespace
                 from aep_ops.tasks import build_namespace
 

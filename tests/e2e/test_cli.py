@@ -137,3 +137,14 @@ def test_runbooks_list_show_check(cli):
     assert "## 2. Write the greeting `ensure_greeting`" in cli("runbooks.show", "demo.greet", check_rc=0).stdout
     assert "code, Markdown and layout agree" in cli("runbooks.check", check_rc=0).stdout
     assert cli("runbooks.show", "no.such").returncode == 2
+
+
+@pytest.mark.parametrize("tool", ["inv", "aep-ops"])
+@pytest.mark.parametrize("task", ["pitr.discard", "pitr.cutover", "fleet.trust"])
+def test_resume_needs_no_positional_argument(cli, tool, task):
+    """A resumed run takes its parameters from the journal: `TASK --resume RUN` is enough, as the
+    hint at the end of a failed run says (invoke alone would demand the positional argument)."""
+    proc = cli(task, "--resume", "20261201T000000Z-000000", tool=tool)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == ("error: --resume 20261201T000000Z-000000: no such run in the"
+                                                    " journal (see `inv runs.list`)")

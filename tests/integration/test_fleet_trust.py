@@ -114,3 +114,44 @@ def test_trust_asks_on_a_terminal(fleet, tmp_path, isolated, answer, rc, recorde
         assert known.read_text() == host.known_hosts_line() + "\n"
     else:
         assert audit_lines(isolated) == [("fleet.trust", "refused: not confirmed")]
+
+
+def test_trust_killed_at_its_question_resumes_with_yes_and_records_the_key_once(fleet, tmp_path, isolated):
+    """The engineer's terminal dies while fleet.trust waits for y/N (kill -9, as a lost session or
+    the OOM killer would): nothing is recorded, and `--resume RUN --yes` finishes that same run."""
+    import pty
+    import select
+    import signal
+
+    from tests.support.processes import latest_run_id
+
+    host, known = fleet[0], tmp_path / "known_hosts"
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [str(BIN / "inv"), "fleet.trust", host.address, "--port", str(host.port), "--known-hosts", str(known)],
+        cwd=REPO, stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        seen = b""
+        while b"[y/N]" not in seen:  # the question is on stdout: the step is in apply, waiting
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            assert ready, f"no question within 60 s: {seen!r}"
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            assert chunk, f"fleet.trust ended before asking: {seen!r}"
+            seen += chunk
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.stdout.close()
+        os.close(controller)
+        os.close(terminal)
+    assert not known.exists(), "killed before the answer: nothing recorded"
+    run_id = latest_run_id(isolated, "fleet.trust")
+
+    resumed = subprocess.run([str(BIN / "inv"), "fleet.trust", "--resume", run_id, "--yes", "--json"], cwd=REPO,
+                             env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    result = json.loads(resumed.stdout)
+    assert result["run_id"] == run_id and result["status"] == "succeeded"
+    assert known.read_text() == host.known_hosts_line() + "\n", "the key, once"
+    assert audit_lines(isolated)[-1] == ("fleet.trust", "ok")
