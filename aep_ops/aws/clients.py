@@ -4,8 +4,8 @@ Every client gets bounded retries (botocore "standard" mode), connect/read timeo
 environment's region, profile, endpoint override (the moto server in tests) and CA bundle, so
 no call can hang a runbook or retry forever; secret references (``aws-sm:``) come through
 here too. botocore's errors are translated once, here, into messages an on-call engineer can
-act on: which action, on what, and what to do next. The request parameters are never echoed (they can hold passwords or secret strings), and every
-message goes through ``aep_ops.redact``.
+act on: which action, on what, and what to do next. The request parameters are never echoed
+(they can hold passwords or secret strings), and every message goes through ``aep_ops.redact``.
 
 boto3 is imported inside the functions: importing it costs ~0.25 s that listing tasks must not pay.
 """
