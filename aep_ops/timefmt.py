@@ -19,6 +19,11 @@ def aware_utc(when: datetime, *, shown: str | None = None) -> datetime:
     return when.astimezone(timezone.utc)
 
 
+def iso_from_timestamp(ts: float) -> str:
+    """A ``time.time()`` value as ISO 8601 UTC (with +00:00, as the journal and restore markers store it)."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
 def utc_z(when: datetime) -> str:
     """UTC ISO 8601 with a Z; whole seconds unless the time has a fraction (then milliseconds)."""
     spec = "seconds" if when.microsecond == 0 else "milliseconds"

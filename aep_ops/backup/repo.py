@@ -83,8 +83,6 @@ def _config_file_problems(db: Any) -> list[str]:
 def archive_command_problems(db: Any) -> list[str]:
     """The running source must archive with this stanza's archive_command, from conf.d."""
     wanted = db.backrest.archive_command()
-    from aep_ops.pg import facts
-
     with db.cluster.connect(connect_timeout=5) as conn:
         rows = facts.settings_with_source(conn, ["archive_mode", "archive_command"])
     problems = []

@@ -42,11 +42,9 @@ class EnsureSourceCluster(Step):
     def check(self, ctx):
         from aep_ops.pg import facts
 
-        from aep_ops.db.backends.local import require_reachable_state_dir
-
         if (plan := not_self_hosted(ctx)) is not None:
             return plan
-        require_reachable_state_dir(ctx.settings)
+        backend_class(ctx.settings).check_usable(ctx.settings)  # the postgres user reaches the state dir
         db = source(ctx)
         cluster = db.cluster
         where = f"{cluster.datadir} (port {cluster.port})"

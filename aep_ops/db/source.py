@@ -73,7 +73,9 @@ def config_drift(db: Any) -> list[str]:
 
 
 def reload(conn: Any) -> None:
-    with _wrap("reloading the configuration (pg_reload_conf)", conn):
+    from aep_ops.pg.connect import wrap_errors
+
+    with wrap_errors("reloading the configuration (pg_reload_conf)", conn):
         conn.execute("select pg_reload_conf()")
 
 
@@ -86,9 +88,3 @@ def backup_outputs(backup: Any) -> dict[str, Any]:
     return {"label": backup.label, "type": backup.type, "start": iso(backup.start), "stop": iso(backup.stop),
             "wal_start": backup.wal_start, "wal_stop": backup.wal_stop, "database_size": backup.database_size,
             "repo_size": backup.repo_size, "repo": backup.repo_key or 1}
-
-
-def _wrap(what: str, conn: Any = None) -> Any:
-    from aep_ops.pg.connect import wrap_errors
-
-    return wrap_errors(what, conn)

@@ -109,9 +109,10 @@ class CheckWritable(Step):
 
     def check(self, ctx):
         from aep_ops.pg import facts
+        from aep_ops.pg.schema import insert_marker
 
         with restored_conn(ctx) as conn:
             if facts.is_in_recovery(conn):
                 raise VerificationFailed("the copy is still in recovery (read-only)")
-            conn.execute("insert into drill_markers (label) values (%s)", (f"writable check {ctx.run_id}",))
+            insert_marker(conn, f"writable check {ctx.run_id}")
         return Plan.unchanged("insert committed", verified_at=time.time())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-from aep_ops.db.backends import backend_class, backend_for
+from aep_ops.db.backends import backend_class, backend_for, restore_timeout
 from aep_ops.dr.checks import (CheckAmcheck, CheckMarkers, CheckRowCounts, CheckSmokeQueries, CheckWritable,
                                   critical_tables)
 from aep_ops.engine.context import RunContext
@@ -93,7 +93,7 @@ class EnsureScratchRestored(Step):
 
     def apply(self, ctx, plan):
         target = datetime.fromisoformat(ctx.output("run_sentinels", "target_time"))
-        timeout = int((ctx.env.get("drill") or {}).get("restore_timeout") or 3600)
+        timeout = restore_timeout(ctx.settings)
         return backend_for(ctx.settings).restore(_scratch_name(ctx), target, run_id=ctx.run_id, purpose="drill",
                                                  progress=ctx.progress, timeout=timeout)
 

@@ -20,7 +20,8 @@ def area_of(runbook_id: str) -> str:
     return runbook_id.split(".", 1)[0]
 
 
-def test_stem(runbook_id: str) -> str:
+def tests_prefix(runbook_id: str) -> str:
+    """``pitr.restore`` -> ``test_pitr_restore``: how its test files begin."""
     return "test_" + runbook_id.replace(".", "_")
 
 
@@ -38,7 +39,7 @@ def check_layout(registry: dict[str, Runbook], tests_dir: Path | None = TESTS_DI
         if module != package and not module.startswith(package + "."):
             problems.append(f"runbook {rb_id} is defined in {module}, outside its area: move it to"
                             f" {package.replace('.', '/')}/runbooks.py (an id is a path)")
-        stem = test_stem(rb_id)
+        stem = tests_prefix(rb_id)
         if test_files is not None and not any(name == stem + ".py" or name.startswith(stem + "_") for name in test_files):
             problems.append(f"runbook {rb_id} has no tests named after it: add tests/<unit|integration|e2e>/"
                             f"{stem}*.py")

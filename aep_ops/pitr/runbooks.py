@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from aep_ops.db import locations
-from aep_ops.db.backends import backend_class, backend_for, name_taken
+from aep_ops.db.backends import backend_class, backend_for, name_taken, restore_timeout
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
@@ -46,7 +46,7 @@ class EnsureRestored(Step):
         return Plan.change(f"{verb} {label} to {_target(ctx).isoformat()} into {ctx.params['name']}")
 
     def apply(self, ctx, plan):
-        timeout = int((ctx.env.get("drill") or {}).get("restore_timeout") or 3600)
+        timeout = restore_timeout(ctx.settings)
         return backend_for(ctx.settings).restore(ctx.params["name"], _target(ctx), run_id=ctx.run_id,
                                                  purpose="pitr", progress=ctx.progress, timeout=timeout)
 

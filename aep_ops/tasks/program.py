@@ -58,9 +58,11 @@ def resume_needs_no_positionals(program: Program, exc: ParseError) -> bool:
     words = list(program.core.unparsed or [])
     names = {getattr(context, "name", None), *(getattr(context, "aliases", None) or ())}
     at = next((i for i, w in enumerate(words) if w in names), None)
-    if not missing or at is None or not any(w == "--resume" or w.startswith("--resume=") for w in words[at + 1:]):
+    empties = [f"--{a.name.replace('_', '-')}=" for a in missing]
+    if (not missing or at is None or any(e in words for e in empties)  # inserted once: never loop
+            or not any(w == "--resume" or w.startswith("--resume=") for w in words[at + 1:])):
         return False
-    program.core.unparsed = words[:at + 1] + [f"--{a.name.replace('_', '-')}=" for a in missing] + words[at + 1:]
+    program.core.unparsed = words[:at + 1] + empties + words[at + 1:]
     return True
 
 

@@ -125,6 +125,11 @@ def backend_for(settings: Any) -> DatabaseBackend:
     return backend_class(settings)(settings)
 
 
+def restore_timeout(settings: Any) -> int:
+    """Seconds a restore and its recovery may take (``drill.restore_timeout``, default 1 h)."""
+    return int((settings.env.get("drill") or {}).get("restore_timeout") or 3600)
+
+
 def name_taken(name: str) -> UsageError:
     """The refusal when a restore's name is in use for another target or by something aep-ops did not make."""
     return UsageError(f"a restore named {name!r} already exists for another target or was not made by aep-ops;"

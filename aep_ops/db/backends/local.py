@@ -27,6 +27,7 @@ from aep_ops.db import locations
 from aep_ops.db.backends import DatabaseBackend, local_facts, name_taken
 from aep_ops.errors import UsageError, VerificationFailed
 from aep_ops.log import get_logger
+from aep_ops.timefmt import iso_from_timestamp
 
 log = get_logger(__name__)
 
@@ -167,7 +168,6 @@ class Backend(DatabaseBackend):
 def require_reachable_state_dir(settings: Any) -> None:
     """The postgres user must traverse STATE_DIR to reach the cluster and the repo; say so early
     (``Backend.check_usable``, and the steps that create the source)."""
-    from aep_ops.db import locations
     from aep_ops.pg import fsutil
 
     user = (settings.env.get("postgres") or {}).get("os_user") or "postgres"
@@ -213,7 +213,7 @@ def restore(settings: Any, db: locations.LocalDb, name: str, check: local_facts.
     copy.meta.update({"name": name, "created_by": "aep-ops", "purpose": purpose, "run_id": run_id,
                       "status": "restoring", "port": port, "target_time": check.target.isoformat(),
                       "backup_label": check.backup_label, "source": str(db.cluster.datadir),
-                      "restore_started_at": datetime.fromtimestamp(started, timezone.utc).isoformat()})
+                      "restore_started_at": iso_from_timestamp(started)})
     _ensure_base(copy)
     copy.save()
     cluster = copy.cluster(settings)
@@ -234,7 +234,7 @@ def restore(settings: Any, db: locations.LocalDb, name: str, check: local_facts.
         "status": "promoted", "dsn": cluster.dsn(db.dbname), "timeline": promoted.timeline,
         "last_replayed_commit": promoted.last_replayed_commit.isoformat() if promoted.last_replayed_commit else None,
         "recovery_stop": promoted.stop_line, "restore_seconds": round(restored_at - started, 3),
-        "recovery_seconds": round(finished - restored_at, 3), "promoted_at": _iso(finished),
+        "recovery_seconds": round(finished - restored_at, 3), "promoted_at": iso_from_timestamp(finished),
         "pgbackrest_seconds": round(result.duration, 3),
     })
     copy.save()
@@ -295,6 +295,3 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from aep_ops.db.backends import DatabaseBackend, name_taken
 from aep_ops.errors import ConfigError, StepFailed, UsageError, VerificationFailed
+from aep_ops.timefmt import iso_from_timestamp
 
 
 class Backend(DatabaseBackend):
@@ -113,8 +114,8 @@ class Backend(DatabaseBackend):
         from aep_ops.db.backends.rds_facts import describe_instance
 
         meta = self._meta(name, target, describe_instance(self.rds, name))
-        meta.update({"purpose": purpose, "run_id": run_id, "restore_started_at": _iso(started),
-                     "promoted_at": _iso(time.time()), "restore_seconds": round(time.time() - started, 3),
+        meta.update({"purpose": purpose, "run_id": run_id, "restore_started_at": iso_from_timestamp(started),
+                     "promoted_at": iso_from_timestamp(time.time()), "restore_seconds": round(time.time() - started, 3),
                      "recovery_seconds": 0.0, "changed": restored.changed})
         return meta
 
@@ -243,6 +244,3 @@ class Backend(DatabaseBackend):
                 "status": (instance or {}).get("DBInstanceStatus"), "endpoint": address, "dsn": dsn,
                 "backup_label": f"automated backups of {self.source_id}", "port": endpoint.get("Port")}
 
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
