@@ -14,11 +14,11 @@ from typing import Any
 
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
-from aep_ops.engine.step import Plan, Step
+from aep_ops.engine.step import Plan
 from aep_ops.errors import StepFailed, UsageError, VerificationFailed
 from aep_ops.db.backends import backend_class
 from aep_ops.db.runbooks import EnsureStanza
-from aep_ops.db.source import backup_outputs, not_self_hosted, running_source, source
+from aep_ops.db.source import SourceStep, backup_outputs, require_running, source
 from aep_ops.log import get_logger
 
 log = get_logger(__name__)
@@ -30,27 +30,14 @@ def configured_repos(ctx: RunContext) -> list[int]:
     return [1, 2] if s3.get("bucket") else [1]
 
 
-def _source_up(ctx: RunContext) -> Any:
-    """The LocalDb, or VerificationFailed when its cluster is not running (a health finding)."""
-    db = source(ctx)
-    if running_source(db, ctx) is not None:
-        raise VerificationFailed(f"the source cluster at {db.cluster.datadir} is not running; start it with"
-                                 f" `inv db.setup --env {ctx.env_name}` (log: {db.cluster.logfile})")
-    return db
-
-
-class RunArchiveCheck(Step):
+class RunArchiveCheck(SourceStep):
     """Proves archive_command works now: one forced segment, seen archived and in every repo."""
 
     id = "run_archive_check"
     title = "Switch WAL and confirm the segment reaches the archive"
     timeout = 300
 
-    def check(self, ctx):
-        if (plan := not_self_hosted(ctx)) is not None:
-            return plan
-        if (plan := running_source(source(ctx), ctx)) is not None:
-            return plan
+    def check_source(self, ctx, db):
         repos = ", ".join(f"repo{r}" for r in configured_repos(ctx))
         return Plan.change(f"switch WAL on the source and confirm it arrives in {repos}")
 
@@ -69,7 +56,7 @@ class RunArchiveCheck(Step):
         return {"wal": trip.wal, "seconds": round(trip.seconds, 2), "repos": configured_repos(ctx)}
 
 
-class RunBackup(Step):
+class RunBackup(SourceStep):
     """One backup of the requested type to one repo; pgBackRest then expires per retention."""
 
     id = "run_backup"
@@ -77,11 +64,7 @@ class RunBackup(Step):
     idempotent = False
     timeout = 6 * 3600
 
-    def check(self, ctx):
-        if (plan := not_self_hosted(ctx)) is not None:
-            return plan
-        if (plan := running_source(source(ctx), ctx)) is not None:
-            return plan
+    def check_source(self, ctx, db):
         return Plan.change(f"pgbackrest backup --type={ctx.params['type']} --repo={ctx.params['repo']}")
 
     def apply(self, ctx, plan):
@@ -116,20 +99,19 @@ class RunBackup(Step):
         return {**backup_outputs(made[-1]), "adopted": True} if made else None
 
 
-class ArchiverStatus(Step):
+class ArchiverStatus(SourceStep):
     """pg_stat_archiver: failures newer than the last success, and segments waiting too long."""
 
     id = "archiver_status"
     title = "Archiver reports no failure and no backlog older than the RPO"
     soft = True
+    needs_running_source = False  # a source that is down is a finding here, not a plan
 
-    def check(self, ctx):
-        if (plan := not_self_hosted(ctx)) is not None:
-            return plan
+    def check_source(self, ctx, db):
         from aep_ops.backup.repo import archiver_details, failure_text
         from aep_ops.pg import facts
 
-        db = _source_up(ctx)
+        require_running(db, ctx)
         with db.cluster.connect(connect_timeout=5) as conn:
             status = facts.archiver_status(conn)
             ready = facts.archive_ready_count(conn)
@@ -147,18 +129,17 @@ class ArchiverStatus(Step):
                               f" ({'never' if lag is None else f'{lag:.0f}s ago'}), {ready} waiting", **details)
 
 
-class ArchiveRoundtrip(Step):
+class ArchiveRoundtrip(SourceStep):
     """End to end: a forced segment must be archived within the deadline (fails fast on errors)."""
 
     id = "archive_roundtrip"
     title = "A forced WAL switch is archived within the deadline"
     soft = True
     timeout = 3600
+    needs_running_source = False  # a source that is down is a finding here, not a plan
 
-    def check(self, ctx):
-        if (plan := not_self_hosted(ctx)) is not None:
-            return plan
-        _source_up(ctx)
+    def check_source(self, ctx, db):
+        require_running(db, ctx)
         return Plan.change(f"switch WAL and wait up to {ctx.params['timeout']}s until it is archived")
 
     def apply(self, ctx, plan):
@@ -168,7 +149,7 @@ class ArchiveRoundtrip(Step):
         return {"wal": trip.wal, "seconds": round(trip.seconds, 2), **archiver_details(trip.status)}
 
 
-class RepositoryIntegrity(Step):
+class RepositoryIntegrity(SourceStep):
     """``pgbackrest verify`` per repo: checksums and sizes of every backup file and WAL segment."""
 
     id = "repository_integrity"
@@ -176,10 +157,9 @@ class RepositoryIntegrity(Step):
     soft = True
     timeout = 6 * 3600
 
-    def check(self, ctx):
-        if (plan := not_self_hosted(ctx)) is not None:
-            return plan
-        db = source(ctx)
+    needs_running_source = False  # the repository is checked, not the server
+
+    def check_source(self, ctx, db):
         found, damaged = {}, []
         for repo in _repos(ctx):
             try:
@@ -193,7 +173,7 @@ class RepositoryIntegrity(Step):
         return Plan.unchanged(f"{', '.join(found)}: every backup and WAL file valid", repos=found)
 
 
-class WalContinuity(Step):
+class WalContinuity(SourceStep):
     """No missing segment from the oldest backup's start to the newest archived segment."""
 
     id = "wal_continuity"
@@ -201,12 +181,11 @@ class WalContinuity(Step):
     soft = True
     timeout = 3600
 
-    def check(self, ctx):
-        if (plan := not_self_hosted(ctx)) is not None:
-            return plan
+    needs_running_source = False  # the repository is checked, not the server
+
+    def check_source(self, ctx, db):
         from aep_ops.backup.repo import archived_segments, wal_gaps
 
-        db = source(ctx)
         backups = db.backrest.info()
         seg_size = _segment_size(db)
         report, problems = {}, []

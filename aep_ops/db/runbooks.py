@@ -16,9 +16,9 @@ from typing import Any
 
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
-from aep_ops.engine.step import Plan, Step
+from aep_ops.engine.step import Plan
 from aep_ops.db.backends import backend_class
-from aep_ops.db.source import backup_outputs, checked_source, config_drift, not_self_hosted, reload, source
+from aep_ops.db.source import SourceStep, backup_outputs, config_drift, reload, source
 from aep_ops.errors import AepError, StepFailed, UsageError, VerificationFailed
 from aep_ops.log import get_logger
 
@@ -32,20 +32,18 @@ _REQUIRED_LIVE = {"wal_level": "replica", "archive_mode": "on", "track_commit_ti
 # --- steps ----------------------------------------------------------------------------------
 
 
-class EnsureSourceCluster(Step):
+class EnsureSourceCluster(SourceStep):
     """initdb once, PITR-ready settings in conf.d, running, no restart pending."""
 
     id = "ensure_source_cluster"
     title = "Ensure the local source cluster exists, is configured for PITR and runs"
     timeout = 600
+    needs_running_source = False  # this step starts it
 
-    def check(self, ctx):
+    def check_source(self, ctx, db):
         from aep_ops.pg import facts
 
-        if (plan := not_self_hosted(ctx)) is not None:
-            return plan
         backend_class(ctx.settings).check_usable(ctx.settings)  # the postgres user reaches the state dir
-        db = source(ctx)
         cluster = db.cluster
         where = f"{cluster.datadir} (port {cluster.port})"
         if not cluster.exists():
@@ -107,17 +105,14 @@ def _cluster_outputs(db: Any) -> dict[str, Any]:
     return {"datadir": str(c.datadir), "port": c.port, "socket_dir": str(c.socket_dir), "logfile": str(c.logfile)}
 
 
-class EnsureAppDatabase(Step):
+class EnsureAppDatabase(SourceStep):
     """The application database with the AEP schema, topped up to the seed scale."""
 
     id = "ensure_app_database"
     title = "Ensure the AEP database exists with its schema and seed data"
     timeout = 1800
 
-    def check(self, ctx):
-        db, plan = checked_source(ctx)
-        if plan is not None:
-            return plan
+    def check_source(self, ctx, db):
         from aep_ops.pg import facts
 
         scale = seed_scale(ctx)
@@ -172,19 +167,16 @@ def _seed_shortfall(db: Any, scale: int) -> dict[str, tuple[int, int]]:
     return {table: (int(have[table]), target) for table, target in wanted.items() if have[table] < target}
 
 
-class EnsureStanza(Step):
+class EnsureStanza(SourceStep):
     """pgBackRest config, directories and stanza; the source's archive_command pushes to it."""
 
     id = "ensure_stanza"
     title = "Ensure the pgBackRest stanza exists and the source archives into it"
     timeout = 600
 
-    def check(self, ctx):
+    def check_source(self, ctx, db):
         from aep_ops.backup.repo import stanza_problems
 
-        db, plan = checked_source(ctx)
-        if plan is not None:
-            return plan
         problems = stanza_problems(db)
         if problems:
             return Plan.change("; ".join(problems), problems=problems)
@@ -224,17 +216,14 @@ def _repos_text(db: Any) -> str:
     return f"repo1 {cfg.repo1_path}" + (f" and repo2 s3://{cfg.repo2.bucket}{cfg.repo2.path}" if cfg.repo2 else "")
 
 
-class EnsureRecentBackup(Step):
+class EnsureRecentBackup(SourceStep):
     """A full backup exists in repo1 and the newest ended within backup.max_age_hours."""
 
     id = "ensure_recent_backup"
     title = "Ensure a recent backup exists in repo1"
     timeout = 3600
 
-    def check(self, ctx):
-        db, plan = checked_source(ctx)
-        if plan is not None:
-            return plan
+    def check_source(self, ctx, db):
         try:
             backups = [b for b in db.backrest.info() if (b.repo_key or 1) == 1]
         except StepFailed as exc:

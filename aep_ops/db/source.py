@@ -7,10 +7,10 @@ that import this one to list tasks.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 from aep_ops.engine.context import RunContext
-from aep_ops.engine.step import Plan
+from aep_ops.engine.step import Plan, Step
 from aep_ops.errors import UsageError
 
 # Managed by LocalCluster.configure whatever the caller asks (port, sockets, logging).
@@ -53,13 +53,35 @@ def running_source(db: Any, ctx: RunContext) -> Plan | None:
                         f" (run `inv db.setup --env {ctx.env_name}` first)")
 
 
-def checked_source(ctx: RunContext) -> tuple[Any, Plan | None]:
-    """The LocalDb and, when a step has nothing to check yet, the plan to return instead
-    (another backend, or a source that is not running in a dry run before db.setup)."""
-    if (plan := not_self_hosted(ctx)) is not None:
-        return None, plan
-    db = source(ctx)
-    return db, running_source(db, ctx)
+class SourceStep(Step):
+    """A step on the self-hosted source (db.setup, backup.*, the drill's first steps).
+
+    Its check answers first for what is not the step's business: a provider-managed backend
+    ("unchanged: managed by Amazon RDS") and, when ``needs_running_source``, a source that is not
+    up yet (unknown until db.setup has run); then ``check_source(ctx, db)`` does the step's own
+    check with the environment's LocalDb."""
+
+    needs_running_source: ClassVar[bool] = True
+
+    def check(self, ctx: RunContext) -> Plan:
+        if (plan := not_self_hosted(ctx)) is not None:
+            return plan
+        db = source(ctx)
+        if self.needs_running_source and (plan := running_source(db, ctx)) is not None:
+            return plan
+        return self.check_source(ctx, db)
+
+    def check_source(self, ctx: RunContext, db: Any) -> Plan:
+        raise NotImplementedError(f"step {self.id} must define check_source")
+
+
+def require_running(db: Any, ctx: RunContext) -> None:
+    """VerificationFailed when the source cluster is not running (a health finding, not a plan)."""
+    from aep_ops.errors import VerificationFailed
+
+    if running_source(db, ctx) is not None:
+        raise VerificationFailed(f"the source cluster at {db.cluster.datadir} is not running; start it with"
+                                 f" `inv db.setup --env {ctx.env_name}` (log: {db.cluster.logfile})")
 
 
 def config_drift(db: Any) -> list[str]:
