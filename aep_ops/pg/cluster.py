@@ -264,7 +264,7 @@ class LocalCluster:
                 for line in self.new_log_lines():
                     seen.append(line)
                     if RECOVERY_FATAL in line:
-                        raise VerificationFailed(self._unreachable_message(seen))
+                        raise self._recovery_failed(seen)
                     if "pausing at the end of recovery" in line:
                         raise VerificationFailed(
                             f"recovery at {self.datadir} reached its target and paused instead of promoting "
@@ -365,6 +365,15 @@ class LocalCluster:
         except ExecutionError:
             conn.close()
             return True
+
+    def _recovery_failed(self, seen: list[str], grace: float = 10) -> VerificationFailed:
+        """The startup process logged that the target cannot be reached, and PostgreSQL shuts down
+        next: wait (bounded) until it has, so that a caller who sees the failure finds a stopped
+        server, not one half-way out that still holds its port and files."""
+        deadline = time.monotonic() + grace
+        while self.postmaster_pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return VerificationFailed(self._unreachable_message(seen))
 
     def _unreachable_message(self, lines: list[str]) -> str:
         reached = []
