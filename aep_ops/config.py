@@ -9,6 +9,10 @@ read, and checks required values after the merge.
 Environment variables use ``__`` between levels, so keys may contain single underscores:
 ``AEP_OPS_ENVIRONMENTS__PROD__DATABASE__HOST=db.internal`` or ``AEP_OPS_STATE_DIR=/srv/aep``.
 Flags: ``--env NAME`` and ``--set KEY=VALUE`` (repeatable, dotted keys).
+
+Hostile input stays small: a file is at most 1 MiB of UTF-8, YAML aliases expand to at most
+100,000 values (``parse_yaml``), every path is absolute, every number has a range, and an error
+shows a value only as a short preview (``config_schema.preview``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from aep_ops.config_schema import ListOf, check_layer, check_required, schema_at
+from aep_ops.config_schema import (ENV_NAME, ENV_NAME_HELP, ListOf, check_layer, check_required, preview,
+                                   preview_text, schema_at)
 from aep_ops.errors import ConfigError, UsageError
 from aep_ops.secrets import SecretRef, SecretResolver
 
@@ -27,6 +32,8 @@ ENV_PREFIX = "AEP_OPS_"
 # Variables that steer the loader itself rather than naming a key.
 RESERVED_ENV = {"AEP_OPS_CONFIG", "AEP_OPS_ACTOR", "AEP_OPS_NO_SYSTEM_CONFIG"}
 REPO_DIR = Path(__file__).resolve().parent.parent
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: far above any real configuration, far below a memory problem
+MAX_YAML_NODES = 100_000  # values in one document once aliases are expanded (a 1,000-host inventory is ~15,000)
 
 DEFAULTS: dict[str, Any] = {
     "state_dir": None,
@@ -52,12 +59,13 @@ def config_files() -> list[Path]:
     files = [REPO_DIR / "aep-ops.yaml"]
     if not os.environ.get("AEP_OPS_NO_SYSTEM_CONFIG"):
         files.append(Path("/etc/aep-ops/aep-ops.yaml"))
-        xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-        files.append(Path(xdg) / "aep-ops" / "aep-ops.yaml")
-    if os.environ.get("AEP_OPS_CONFIG"):
+        files.append(Path(_xdg_home(os.environ, "XDG_CONFIG_HOME", ".config")) / "aep-ops" / "aep-ops.yaml")
+    if "AEP_OPS_CONFIG" in os.environ:
         explicit = Path(os.environ["AEP_OPS_CONFIG"])
+        if not os.environ["AEP_OPS_CONFIG"].strip():
+            raise ConfigError("AEP_OPS_CONFIG is set but empty: name a configuration file, or unset it")
         if not explicit.is_file():
-            raise ConfigError(f"AEP_OPS_CONFIG={explicit}: no such file")
+            raise ConfigError(f"AEP_OPS_CONFIG={preview(str(explicit))}: no such file")
         files.append(explicit)
     return files
 
@@ -120,35 +128,125 @@ def load(env: str | None = None, overrides: Iterable[str] = (), *, environ: Mapp
     _merge(data, DEFAULTS, "built-in defaults", sources)
     for path in config_files():
         if path.is_file():
-            _merge(data, check_layer(_read_yaml(path), str(path)), str(path), sources)
+            _merge(data, check_layer(read_yaml_file(path), str(path)), str(path), sources)
     for layer, source in _env_layers(environ):
         _merge(data, check_layer(layer, source), source, sources)
     for item in overrides or ():
-        layer = _flag_layer(item)
-        _merge(data, check_layer(layer, f"--set {item}"), f"--set {item.split('=', 1)[0]}", sources)
+        layer, source = _flag_layer(item)  # the source names the key only: the value may be a secret
+        _merge(data, check_layer(layer, source), source, sources)
     if data.get("state_dir") is None:
         data["state_dir"] = str(_default_state_dir(environ))
         sources["state_dir"] = "built-in default"
     check_required(data, sources)
+    if env and not ENV_NAME.fullmatch(env):
+        raise UsageError(f"--env {preview(env)}: {ENV_NAME_HELP}")
     env_name = env or data["default_env"]
     if env_name not in data["environments"]:
         known = ", ".join(sorted(data["environments"]))
-        raise UsageError(f"unknown environment '{env_name}' (configured: {known})")
+        raise UsageError(f"unknown environment {preview(env_name)} (configured: {known})")
     return Settings(data=data, sources=sources, env_name=env_name)
 
 
-def _read_yaml(path: Path) -> dict:
+def read_yaml_file(path: Path) -> dict:
+    """A configuration file: at most MAX_CONFIG_BYTES of UTF-8, parsed by the bounded loader."""
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than the {MAX_CONFIG_BYTES // 1024 // 1024} MiB a configuration file"
+                          " may have; is it the right file?")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start});"
+                          " save it as UTF-8") from None
+    loaded = parse_yaml(text, str(path))
+    return {} if loaded is None else loaded
+
+
+def parse_yaml(text: str, where: str, *, text_if_invalid: bool = False) -> Any:
+    """YAML as data, with alias expansion and nesting bounded (a "billion laughs" document of a
+    few hundred bytes would otherwise expand to gigabytes). Errors are one line naming ``where``;
+    with ``text_if_invalid`` text that is not YAML is returned as it is (an env var, a --set value)."""
     import yaml
 
     try:
-        loaded = yaml.safe_load(path.read_text())
+        return yaml.load(text, Loader=_bounded_loader())  # noqa: S506 - a SafeLoader subclass
+    except _Refused as exc:
+        raise ConfigError(f"{where}: refused: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: refused: nested too deeply to be a configuration") from None
+    except (ValueError, OverflowError) as exc:  # a scalar YAML cannot convert: 5,000 digits, a date like 2026-13-45
+        if text_if_invalid:
+            return text
+        raise ConfigError(f"{where}: a value cannot be read ({preview_text(str(exc).splitlines()[0])})") from None
     except yaml.YAMLError as exc:
+        if text_if_invalid:
+            return text
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    return {} if loaded is None else loaded
+        at = f" line {mark.line + 1}" if mark else ""
+        if isinstance(exc, yaml.reader.ReaderError):
+            reason = f"character #x{exc.character:04x} at position {exc.position} is not allowed"
+        else:
+            reason = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+        raise ConfigError(f"{where}:{at} is not valid YAML ({preview_text(reason)})") from None
+
+
+class _Refused(Exception):
+    """A document the bounded loader will not build (the message says why)."""
+
+
+_LOADER: Any = None
+
+
+def _bounded_loader() -> Any:
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        class BoundedSafeLoader(yaml.SafeLoader):
+            """yaml.SafeLoader that measures each composed document before anything is built from it."""
+
+            def compose_document(self) -> Any:
+                node = super().compose_document()
+                _check_expansion(node)
+                return node
+
+        _LOADER = BoundedSafeLoader
+    return _LOADER
+
+
+def _check_expansion(root: Any) -> None:
+    """Count the values a document holds once every alias is expanded (each distinct node is
+    visited once, so the count costs what the document costs), and refuse a self-reference."""
+    import yaml
+
+    def children(node: Any) -> list:
+        if isinstance(node, yaml.MappingNode):
+            return [part for pair in node.value for part in pair]
+        return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+    expanded: dict[int, int] = {}
+    entered: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        if finished:
+            entered.discard(id(node))
+            expanded[id(node)] = 1 + sum(expanded[id(child)] for child in children(node))
+            if expanded[id(node)] > MAX_YAML_NODES:
+                raise _Refused(f"its YAML aliases expand to more than {MAX_YAML_NODES} values"
+                               " (an alias bomb?); write the values out instead of nesting aliases")
+            continue
+        if id(node) in expanded:
+            continue
+        if id(node) in entered:
+            raise _Refused("a YAML alias refers to the value that contains it")
+        entered.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in children(node) if id(child) not in expanded)
 
 
 def _env_layers(environ: Mapping[str, str]) -> Iterable[tuple[dict, str]]:
@@ -159,29 +257,27 @@ def _env_layers(environ: Mapping[str, str]) -> Iterable[tuple[dict, str]]:
         yield _one_key_layer(path, environ[name], f"environment variable {name}"), f"environment variable {name}"
 
 
-def _flag_layer(item: str) -> dict:
+def _flag_layer(item: str) -> tuple[dict, str]:
     key, sep, value = item.partition("=")
     if not sep or not key:
-        raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set log.level=debug")
-    return _one_key_layer(key.split("."), value, f"--set {key}")
+        raise UsageError(f"--set {preview(item)}: expected KEY=VALUE, e.g. --set log.level=debug")
+    source = f"--set {preview_text(key)}"
+    return _one_key_layer(key.split("."), value, source), source
 
 
 def _one_key_layer(path: list[str], raw: str, source: str) -> dict:
     """Turn ``a.b.c`` + text into ``{a: {b: {c: value}}}``, typed by the schema."""
     node = schema_at(path)
     if node is None:
-        raise ConfigError(f"{source}: unknown key '{'.'.join(path)}'")
+        raise ConfigError(f"{source}: unknown key {preview('.'.join(path))}")
     value: Any = raw
     kind = getattr(node, "kind", None)
     if kind in (int, bool, list) or kind is None:
-        import yaml
-
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
+        value = parse_yaml(raw, source, text_if_invalid=True)
     if isinstance(node, ListOf) and isinstance(value, str):
         value = [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(node, ListOf) and value is None and not raw.strip():
+        value = []  # `--set plugins=`: no plugins
     layer: Any = value
     for part in reversed(path):
         layer = {part: layer}
@@ -212,8 +308,13 @@ def _record_sources(value: dict, source: str, sources: dict[str, str], prefix: s
 def _default_state_dir(environ: Mapping[str, str]) -> Path:
     if os.geteuid() == 0:
         return Path("/var/lib/aep-ops")
-    xdg = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(xdg) / "aep-ops"
+    return Path(_xdg_home(environ, "XDG_STATE_HOME", ".local/state")) / "aep-ops"
+
+
+def _xdg_home(environ: Mapping[str, str], name: str, fallback: str) -> str:
+    """An XDG base directory; a relative or empty one is ignored, as the XDG spec says."""
+    value = environ.get(name) or ""
+    return value if os.path.isabs(value) and "\0" not in value else str(Path.home() / fallback)
 
 
 def _mask(obj: Any) -> Any:

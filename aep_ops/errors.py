@@ -69,3 +69,8 @@ class HostUnreachable(ExecutionError):
 
 class HostKeyError(ExecutionError):
     """A host's SSH key is unknown or has changed; the connection was refused."""
+
+
+class StateUnwritable(AepError):
+    """aep-ops's own state (the run journal, its log files) cannot be written: a full disk, a
+    read-only file system or file. The message names the path and what to do about it."""

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import getpass
-import json
 import logging
 import os
 import socket
@@ -24,11 +23,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from aep_ops.redact import redact, redact_obj
+from aep_ops.redact import dumps, redact_obj
 
 CONTEXT_KEYS = ("run_id", "runbook", "step", "env", "actor")
 _configured: tuple | None = None
 _lock = threading.Lock()
+
+
+def os_user() -> str:
+    """Who the operating system says runs this process (effective uid), whatever AEP_OPS_ACTOR
+    or USER claim: the audit log records both, so a claimed actor can be checked."""
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:  # a uid with no passwd entry (containers)
+        return f"uid {uid}"
 
 
 def default_actor() -> str:
@@ -103,7 +114,7 @@ def configure(state_dir: Path, *, level: str = "info", stream: Any = None, tty: 
             cache_logger_on_first_use=False,
         )
         json_renderer = structlog.processors.JSONRenderer(default=str)
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler = LineFileHandler(log_file)
         file_handler.setFormatter(structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, json_renderer],
             foreign_pre_chain=shared))
@@ -126,6 +137,54 @@ def configure(state_dir: Path, *, level: str = "info", stream: Any = None, tty: 
             logging.getLogger(chatty).setLevel(max(_level(level), logging.WARNING))
         _configured = key
     return log_file
+
+
+class LineFileHandler(logging.Handler):
+    """Appends each record as one whole line, with one ``write`` on an O_APPEND descriptor:
+    concurrent writers never interleave, and a write the disk cannot take is cut back, so a
+    full disk leaves no half line for a log shipper to choke on. A failure to write is said
+    once, in one line on stderr (not logging's traceback per record); the run goes on: the
+    journal, not this file, is the record of what ran."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = (self.format(record) + "\n").encode("utf-8", "replace")
+            with self.lock:
+                self._append(data)
+        except OSError as exc:
+            if not self._failed:
+                self._failed = True
+                print(f"aep-ops: cannot write the log file {self.path} ({exc.strerror or exc});"
+                      " records are not kept there until it can be written", file=sys.stderr)
+        except Exception:  # a formatting bug must not stop a run
+            self.handleError(record)
+
+    def _append(self, data: bytes) -> None:
+        append_whole(self._fd, data)
+        self._failed = False
+
+    def close(self) -> None:
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
+        super().close()
+
+
+def append_whole(fd: int, data: bytes) -> None:
+    """One ``write`` of a whole line on an O_APPEND descriptor; a partial write (the disk
+    filled up mid-line) is cut back off the file and raised as ENOSPC."""
+    written = os.write(fd, data)
+    if written < len(data):
+        size = os.fstat(fd).st_size
+        os.ftruncate(fd, max(0, size - written))
+        raise OSError(28, "No space left on device (the partial line was removed)")
 
 
 def _level(name: str) -> int:
@@ -158,6 +217,7 @@ def audit(state_dir: Path, action: str, *, target: str, args: dict | None = None
     record = {
         "ts": datetime.now(timezone.utc).isoformat(),
         "actor": ctx.get("actor") or default_actor(),
+        "os_user": os_user(),
         "action": action,
         "target": target,
         "env": ctx.get("env"),
@@ -168,14 +228,20 @@ def audit(state_dir: Path, action: str, *, target: str, args: dict | None = None
         "result": result,
         **extra,
     }
-    line = redact(json.dumps(record, default=str, sort_keys=True)) + "\n"
+    line = dumps(record, sort_keys=True) + "\n"
     path = Path(state_dir) / "logs" / "audit.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     try:
-        os.write(fd, line.encode("utf-8"))
-    finally:
-        os.close(fd)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            append_whole(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        from aep_ops.errors import StateUnwritable
+
+        raise StateUnwritable(f"cannot write the audit log {path} ({exc.strerror or exc}); free space under"
+                              f" {path.parent} or make it writable, then run again") from None
     get_logger("aep_ops.audit").info("audit", action=action, target=target, result=result)
     return record
 

@@ -71,6 +71,10 @@ class SecretResolver:
             if ref.ref in self._cache:
                 return self._cache[ref.ref]
         value = _BACKENDS[ref.scheme](self, ref.target)
+        unsafe = redact.unsafe_reason(value)
+        if unsafe:  # it could be neither masked safely nor left visible in every log line
+            raise SecretError(f"secret {ref.ref}: its value cannot be masked safely in logs and reports ({unsafe});"
+                              " use a longer, random secret")
         redact.register(value)
         with self._lock:
             self._cache[ref.ref] = value

@@ -140,12 +140,29 @@ class ArchiveRoundtrip(SourceStep):
 
     def check_source(self, ctx, db):
         require_running(db, ctx)
-        return Plan.change(f"switch WAL and wait up to {ctx.params['timeout']}s until it is archived")
+        repos = ", ".join(f"repo{r}" for r in configured_repos(ctx))
+        return Plan.change(f"ask {repos} whether they answer, then switch WAL and wait up to"
+                           f" {ctx.params['timeout']}s until it is archived")
 
     def apply(self, ctx, plan):
         from aep_ops.backup.repo import archive_roundtrip, archiver_details
 
-        trip = archive_roundtrip(source(ctx), timeout=float(ctx.params["timeout"]))
+        db = source(ctx)
+        failing = {}
+        for repo in configured_repos(ctx):  # one at a time: say which repository fails
+            ctx.progress(f"asking {db.backrest.describe_repo(repo)}")
+            problem = db.backrest.repo_problem(repo)
+            if problem:
+                failing[repo] = problem
+        if failing:
+            healthy = [f"repo{r}" for r in configured_repos(ctx) if r not in failing]
+            raise VerificationFailed("; ".join(f"{db.backrest.describe_repo(r)} does not answer: {why}"
+                                               for r, why in failing.items())
+                                     + (f"; {', '.join(healthy)} answer(s) and still receive WAL"
+                                        " (asynchronous archiving)" if healthy else "")
+                                     + "; fix the endpoint or its credentials, then run backup.check again",
+                                     details={"failing_repos": sorted(failing)})
+        trip = archive_roundtrip(db, timeout=float(ctx.params["timeout"]))
         return {"wal": trip.wal, "seconds": round(trip.seconds, 2), **archiver_details(trip.status)}
 
 
@@ -240,7 +257,8 @@ def setup(ctx: RunContext) -> None:
 
 
 @runbook("backup.run", steps=[RunBackup], summary="Take a pgBackRest backup (full, diff or incr) to one repo",
-         help={"type": "full, diff or incr (default full)", "repo": "1 = local disk (default), 2 = S3 off-site"})
+         help={"type": "full, diff or incr (default full)", "repo": "1 = local disk (default), 2 = S3 off-site"},
+         bounds={"repo": (1, 2)})
 def run(ctx: RunContext, *, type: str = "full", repo: int = 1) -> None:
     if type not in ("full", "diff", "incr"):
         raise UsageError(f"--type {type!r}: use full, diff or incr")
@@ -250,7 +268,8 @@ def run(ctx: RunContext, *, type: str = "full", repo: int = 1) -> None:
 
 @runbook("backup.check", steps=[ArchiverStatus, ArchiveRoundtrip], mutating=False,
          summary="Check that WAL archiving works end to end (exit 5 when it does not)",
-         help={"timeout": "seconds to wait for the forced WAL segment to be archived (default 60)"})
+         help={"timeout": "seconds to wait for the forced WAL segment to be archived (default 60)"},
+         bounds={"timeout": (1, 3600)})
 def check(ctx: RunContext, *, timeout: int = 60) -> None:
     if not 1 <= int(timeout) <= 3600:
         raise UsageError("--timeout must be between 1 and 3600 seconds")
@@ -258,6 +277,6 @@ def check(ctx: RunContext, *, timeout: int = 60) -> None:
 
 @runbook("backup.verify", steps=[RepositoryIntegrity, WalContinuity], mutating=False,
          summary="Verify the backup repositories: file integrity and WAL continuity (exit 5 on damage)",
-         help={"repo": "only this repo (default: every configured repo)"})
+         help={"repo": "only this repo (default: every configured repo)"}, bounds={"repo": (0, 2)})
 def verify(ctx: RunContext, *, repo: int = 0) -> None:
     _check_repo(ctx, int(repo), allow_all=True)

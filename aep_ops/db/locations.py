@@ -23,6 +23,7 @@ DEFAULT_PORT = 54315
 DEFAULT_DBNAME = "aep"
 DEFAULT_STANZA = "aep"
 RESTORE_MARKER = "restore.json"
+UNREADABLE = "unreadable"  # the status of a listed copy whose marker is damaged
 
 
 @dataclass
@@ -134,6 +135,8 @@ class RestoredCopy:
     def cluster(self, settings: Any) -> Any:
         from aep_ops.pg.cluster import LocalCluster
 
+        if self.meta.get("status") == UNREADABLE:
+            raise UsageError(f"{self.meta['problem']}; remove {self.base} by hand")
         pg = settings.env.get("postgres") or {}
         return LocalCluster(self.datadir, int(self.meta["port"]), self.base / "sock",
                             os_user=pg.get("os_user") or "postgres", bindir=pg.get("bindir"))
@@ -145,22 +148,67 @@ class RestoredCopy:
         os.replace(tmp, self.base / RESTORE_MARKER)
 
 
+class UnreadableRestore(UsageError):
+    """A restore directory whose ``restore.json`` cannot be read or lacks what aep-ops needs:
+    nothing is inferred from it (not even whether aep-ops made it), a person decides."""
+
+    def __init__(self, name: str, marker: Path, reason: str) -> None:
+        self.name, self.marker, self.reason = name, marker, reason
+        super().__init__(f"{marker}: {reason}; aep-ops will not guess what this copy is. To remove it by hand:"
+                         f" pg_ctl -D {marker.parent / 'data'} stop -m immediate (if it runs), then"
+                         f" rm -rf {marker.parent}")
+
+
+def read_marker(name: str, marker: Path) -> dict[str, Any]:
+    """The record of a restored copy, checked for the keys every reader relies on."""
+    from aep_ops.config_schema import preview, preview_text
+
+    try:
+        meta = json.loads(marker.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise UnreadableRestore(name, marker, f"cannot read it ({exc.strerror})") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UnreadableRestore(name, marker, f"not valid JSON ({preview_text(str(exc))})") from None
+    if not isinstance(meta, dict):
+        raise UnreadableRestore(name, marker, "not a JSON object")
+    port = meta.get("port")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise UnreadableRestore(name, marker, f"no valid 'port' (got {preview(port)})")
+    if not isinstance(meta.get("status"), str):
+        raise UnreadableRestore(name, marker, "no 'status'")
+    if meta["status"] == "promoted" and not isinstance(meta.get("dsn"), str):
+        raise UnreadableRestore(name, marker, "status 'promoted' but no 'dsn'")
+    return {**meta, "name": name}
+
+
 def restored_copy(settings: Any, name: str) -> RestoredCopy | None:
-    """The copy named ``name`` if aep-ops created it (its marker file exists), else None."""
+    """The copy named ``name`` if aep-ops created it (its marker file exists), else None;
+    UnreadableRestore (exit 2, with how to remove it by hand) if its marker is damaged."""
     base = restores_dir(settings) / name
     marker = base / RESTORE_MARKER
     if not marker.is_file():
         return None
-    return RestoredCopy(name=name, base=base, meta=json.loads(marker.read_text()))
+    return RestoredCopy(name=name, base=base, meta=read_marker(name, marker))
 
 
 def restored_copies(settings: Any) -> list[RestoredCopy]:
+    """Every copy aep-ops created; one with a damaged marker is listed with ``status`` "unreadable"
+    and ``problem`` "<path>: <reason>" (so that one bad file does not hide the others)."""
     root = restores_dir(settings)
     if not root.is_dir():
         return []
-    copies = (restored_copy(settings, p.name) for p in sorted(root.iterdir())
-              if p.is_dir() and not p.name.startswith("."))  # .removing-*: being deleted
-    return [c for c in copies if c is not None]
+    found = []
+    for path in sorted(root.iterdir()):
+        if not path.is_dir() or path.name.startswith("."):  # .removing-*: being deleted
+            continue
+        try:
+            copy = restored_copy(settings, path.name)
+        except UnreadableRestore as exc:
+            problem = f"{exc.marker}: {exc.reason}"
+            copy = RestoredCopy(name=path.name, base=path, meta={"name": path.name, "status": UNREADABLE, "problem": problem})
+        if copy is not None:
+            found.append(copy)
+    return found
 
 
 def check_restore_name(name: str) -> str:

@@ -266,7 +266,8 @@ SETUP_STEPS = [EnsureSourceCluster, EnsureAppDatabase, EnsureStanza, EnsureRecen
 
 @runbook("db.setup", steps=SETUP_STEPS,
          summary="Create the local AEP source database with WAL archiving and a first backup",
-         help={"scale": "seed size (default: drill.scale from the configuration, else 1)"})
+         help={"scale": "seed size (default: drill.scale from the configuration, else 1)"},
+         bounds={"scale": (0, 1000)})
 def setup(ctx: RunContext, *, scale: int = 0) -> None:
     """Refuse bad input and an unreachable state dir before anything is created."""
     if not 0 <= int(scale) <= 10_000:

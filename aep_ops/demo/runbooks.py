@@ -93,7 +93,8 @@ class EnsureChecksum(Step):
 
 @runbook("demo.greet", steps=[EnsureDemoDir, EnsureGreeting, EnsureChecksum],
          summary="Write a greeting and its checksum (the worked example of a runbook)",
-         help={"name": "who to greet", "pause": "seconds to pause while writing (to watch or kill a run)"})
+         help={"name": "who to greet", "pause": "seconds to pause while writing (to watch or kill a run)"},
+         bounds={"pause": (0, 3600)})
 def greet(ctx: RunContext, *, name: str = "world", pause: int = 0) -> None:
     """Validate the input; the steps do the work."""
     if not name.strip() or "\n" in name:

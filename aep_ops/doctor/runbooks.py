@@ -6,6 +6,7 @@ ends non-zero (5) if any was found. Rows land in each step's outputs for the tab
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -57,7 +58,7 @@ class ToolsPresent(Step):
                 rows.append(_row(name, False, "not installed", f"apt-get install {package} (or `make test`)"))
                 continue
             try:
-                result = runner.run([path, flag], timeout=10)
+                result = runner.run([os.path.abspath(path), flag], timeout=10)  # never a relative PATH entry
                 match = _VERSION.search(result.stdout + result.stderr)
                 rows.append(_row(name, True, match.group(0) if match else "present"))
             except AepError as exc:

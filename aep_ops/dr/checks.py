@@ -8,7 +8,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from aep_ops.engine.context import RunContext
-from aep_ops.engine.step import Plan, Step
+from aep_ops.dr.scratch import OnScratch
+from aep_ops.engine.step import Plan
 from aep_ops.errors import VerificationFailed
 
 DEFAULT_CRITICAL_TABLES = ("users", "roles", "permissions", "sessions", "audit_events", "projects", "documents")
@@ -28,7 +29,7 @@ def restored_conn(ctx: RunContext) -> Iterator[Any]:
         yield conn
 
 
-class CheckMarkers(Step):
+class CheckMarkers(OnScratch):
     id = "check_markers"
     title = "Marker before the target present, marker after it absent"
     soft = True
@@ -49,7 +50,7 @@ class CheckMarkers(Step):
         return Plan.unchanged("before present, after absent", **details)
 
 
-class CheckRowCounts(Step):
+class CheckRowCounts(OnScratch):
     id = "check_row_counts"
     title = "Critical tables hold the source's row counts as of the target"
     soft = True
@@ -69,7 +70,7 @@ class CheckRowCounts(Step):
         return Plan.unchanged(f"{len(actual)} tables match", counts=actual)
 
 
-class CheckAmcheck(Step):
+class CheckAmcheck(OnScratch):
     id = "check_amcheck"
     title = "amcheck passes on every B-tree index"
     soft = True
@@ -86,7 +87,7 @@ class CheckAmcheck(Step):
         return Plan.unchanged(f"{len(indexes)} B-tree indexes checked", indexes=len(indexes))
 
 
-class CheckSmokeQueries(Step):
+class CheckSmokeQueries(OnScratch):
     id = "check_smoke_queries"
     title = "Smoke queries answer"
     soft = True
@@ -102,7 +103,7 @@ class CheckSmokeQueries(Step):
         return Plan.unchanged(f"{len(queries)} queries answered", queries=queries)
 
 
-class CheckWritable(Step):
+class CheckWritable(OnScratch):
     id = "check_writable"
     title = "The restored database accepts writes"
     soft = True

@@ -7,6 +7,7 @@ textfile collector (or any scraper) can alert on a failed or missed drill:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -27,9 +28,25 @@ def reports_dir(settings: Any) -> Path:
     return settings.state_dir / "reports"
 
 
+METRICS_NAME = "aep_ops_dr_{env}.prom"
+
+
 def metrics_path(settings: Any) -> Path:
-    configured = (settings.env.get("drill") or {}).get("metrics_file")
-    return Path(configured) if configured else settings.state_dir / "metrics" / "aep_ops_dr.prom"
+    """One file per environment, so a staging drill never rewrites production's series.
+
+    ``drill.metrics_file`` is a template when it holds ``{env}`` (``/var/lib/node_exporter/aep_ops_dr_{env}.prom``),
+    a directory when it ends with ``/`` or is one (the file ``aep_ops_dr_ENV.prom`` goes in it); any other
+    value is taken as this environment's own file. Default: STATE_DIR/metrics/aep_ops_dr_ENV.prom.
+    """
+    env = settings.env_name
+    configured = str((settings.env.get("drill") or {}).get("metrics_file") or "")
+    if not configured:
+        return settings.state_dir / "metrics" / METRICS_NAME.format(env=env)
+    if "{env}" in configured:
+        return Path(configured.replace("{env}", env))
+    if configured.endswith("/") or Path(configured).is_dir():
+        return Path(configured) / METRICS_NAME.format(env=env)
+    return Path(configured)
 
 
 def build(ctx: Any) -> dict[str, Any]:
@@ -58,7 +75,7 @@ def build(ctx: Any) -> dict[str, Any]:
                                             ctx.outputs.get("preflight", {}).get("archive_lag_seconds")),
         "rto_objective_seconds": measured.get("rto_objective_seconds"),
         "rpo_objective_seconds": measured.get("rpo_objective_seconds"),
-        "checks": checks, "phases_seconds": phases,
+        "checks": checks, "phases_seconds": phases, "reaped_leftovers": restored.get("reaped_leftovers", []),
     })
 
 
@@ -75,7 +92,7 @@ def write(settings: Any, report: dict[str, Any]) -> dict[str, Path]:
     paths = {"json": stem.with_suffix(".json"), "md": stem.with_suffix(".md"), "metrics": metrics_path(settings)}
     _atomic(paths["json"], json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
     _atomic(paths["md"], markdown(report))
-    _atomic(paths["metrics"], metrics(report, previous=_read_metrics(paths["metrics"])))
+    _atomic(paths["metrics"], metrics(report, previous=_read_metrics(paths["metrics"], report["env"])))
     return paths
 
 
@@ -121,22 +138,41 @@ def metrics(r: dict[str, Any], previous: dict[str, float]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _read_metrics(path: Path) -> dict[str, float]:
+def _read_metrics(path: Path, env: str) -> dict[str, float]:
+    """This environment's previous values (a file shared before one file per env may hold others)."""
     if not path.exists():
         return {}
     found = {}
     for line in path.read_text().splitlines():
-        match = re.match(r"^(\w+)\{[^}]*\} (\S+)$", line)
-        if match:
-            found[match.group(1)] = float(match.group(2))
+        match = re.match(r'^(\w+)\{env="([^"]*)"\} (\S+)$', line)
+        if match and match.group(2) == env:
+            found[match.group(1)] = float(match.group(3))
     return found
 
 
 def _atomic(path: Path, text: str) -> None:
+    """tmp + fsync + rename in the same directory, then fsync the directory: a reader (the
+    textfile collector) sees the old file or the new one, never a partial one, even after a crash."""
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 # --- history -----------------------------------------------------------------------------

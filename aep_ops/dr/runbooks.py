@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timezone
 
 from aep_ops.db.backends import backend_class, backend_for, restore_timeout
+from aep_ops.dr import scratch
 from aep_ops.dr.checks import (CheckAmcheck, CheckMarkers, CheckRowCounts, CheckSmokeQueries, CheckWritable,
                                   critical_tables)
 from aep_ops.engine.context import RunContext
@@ -85,20 +86,34 @@ class EnsureScratchRestored(Step):
 
     def check(self, ctx):
         target = datetime.fromisoformat(ctx.output("run_sentinels", "target_time"))
+        if ctx.run_id is None:  # a dry run with --read-only-source: the target is known, the run is not
+            found = scratch.leftovers(ctx)
+            return Plan.change((scratch.describe(found) + "; " if found else "")
+                               + "restore into a new scratch cluster named after the run")
         state, meta = backend_for(ctx.settings).restore_state(_scratch_name(ctx), target)
         if state == "done":
             return Plan.unchanged(f"{meta['name']} already restored", **meta)
-        return Plan.change(("redo the interrupted restore into " if state == "partial" else "restore into ")
-                           + _scratch_name(ctx))
+        found = scratch.leftovers(ctx)
+        return Plan.change((scratch.describe(found) + "; " if found else "")
+                           + ("redo the interrupted restore into " if state == "partial" else "restore into ")
+                           + _scratch_name(ctx), leftovers=found)
 
     def apply(self, ctx, plan):
+        reaped = scratch.reap(ctx, plan.details["leftovers"])  # frees their space and ports first
         target = datetime.fromisoformat(ctx.output("run_sentinels", "target_time"))
         timeout = restore_timeout(ctx.settings)
-        return backend_for(ctx.settings).restore(_scratch_name(ctx), target, run_id=ctx.run_id, purpose="drill",
+        meta = backend_for(ctx.settings).restore(_scratch_name(ctx), target, run_id=ctx.run_id, purpose=scratch.PURPOSE,
                                                  progress=ctx.progress, timeout=timeout)
+        return {**meta, "reaped_leftovers": reaped}
+
+    def interrupted(self, ctx):
+        """Stop the pgBackRest restore or the replaying server and remove the half-made copy:
+        ``--resume`` restores again from scratch."""
+        if backend_for(ctx.settings).abandon_restore(_scratch_name(ctx)):
+            ctx.progress(f"interrupted: stopped and removed the half-restored {_scratch_name(ctx)}")
 
 
-class Measure(Step):
+class Measure(scratch.OnScratch):
     id = "measure"
     title = "Measure RTO and RPO against the objectives"
     soft = True
@@ -128,7 +143,7 @@ class Measure(Step):
         return Plan.unchanged(f"RTO {m['rto_seconds']:.1f}s, RPO {m['rpo_seconds'] or 0:.1f}s", **m)
 
 
-class RunReport(Step):
+class RunReport(scratch.OnScratch):
     id = "run_report"
     title = "Write the report (Markdown + JSON) and the metrics"
 
@@ -144,7 +159,7 @@ class RunReport(Step):
         return {k: str(v) for k, v in paths.items()}
 
 
-class EnsureScratchRemoved(Step):
+class EnsureScratchRemoved(scratch.OnScratch):
     id = "ensure_scratch_removed"
     title = "Remove the scratch cluster (kept on failure or with --keep)"
 
@@ -165,9 +180,7 @@ class EnsureScratchRemoved(Step):
         return {"removed": _scratch_name(ctx)}
 
 
-def _scratch_name(ctx: RunContext) -> str:
-    """A valid cluster directory and RDS instance identifier (letters, digits, single hyphens)."""
-    return "drill-" + ctx.run_id.lower()
+_scratch_name = scratch.scratch_name
 
 
 @runbook("dr.drill", steps=[EnsureSourceCluster, EnsureAppDatabase, EnsureStanza, Preflight, EnsureRecentBackup,
@@ -178,7 +191,8 @@ def _scratch_name(ctx: RunContext) -> str:
          help={"target_time": "restore to this time (needs --read-only-source; default: a fresh sentinel time)",
                "keep": "keep the scratch cluster after a successful drill",
                "read_only_source": "write nothing to the source; use --target-time",
-               "scale": "size of the local AEP database when it is first created"})
+               "scale": "size of the local AEP database when it is first created"},
+         bounds={"scale": (0, 1000)})
 def drill(ctx: RunContext, *, target_time: str = "", keep: bool = False, read_only_source: bool = False,
           scale: int = 0) -> None:
     """Check the input; the local backend is the embedded default."""

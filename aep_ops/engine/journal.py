@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import sqlite3
 import threading
 import time
@@ -18,7 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from aep_ops.redact import redact, redact_obj
+from aep_ops.errors import ConfigError, StateUnwritable
+from aep_ops.redact import dumps, redact
 
 # Run states
 RUN_RUNNING = "running"
@@ -95,8 +97,14 @@ class Journal:
     def open(cls, settings: Any) -> "Journal":
         dsn_ref = settings.get("journal.dsn")
         if dsn_ref is not None:
-            return cls(_PostgresDb(settings.secret(dsn_ref)))
-        return cls(_SqliteDb(settings.state_dir / "journal.sqlite3"))
+            journal = cls(_PostgresDb(settings.secret(dsn_ref)))
+        else:
+            journal = cls(_SqliteDb(settings.state_dir / "journal.sqlite3"))
+        try:
+            journal.settle_dead_runs()
+        except StateUnwritable:
+            pass  # a read-only journal can still be read; a run that needs to write says so itself
+        return journal
 
     @property
     def kind(self) -> str:
@@ -107,23 +115,40 @@ class Journal:
 
     # --- runs ---
 
+    def _write(self, run_id: str, sql: str, args: tuple) -> None:
+        """A write on behalf of a run. When the journal cannot take it (disk full, read-only),
+        try once to settle the run as failed, so that it does not stay "running" for ever,
+        then raise the one-line StateUnwritable (naming the run to resume)."""
+        try:
+            self._db.execute(sql, args)
+        except StateUnwritable as exc:
+            try:
+                self._db.execute("UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ? AND status = ?",
+                                 (RUN_FAILED, now_iso(), _clean(str(exc)), run_id, RUN_RUNNING))
+            except StateUnwritable:
+                pass  # settled when the journal is next opened with room (settle_dead_runs)
+            raise StateUnwritable(f"{exc}; then resume with --resume {run_id}") from None
+
     def start_run(self, runbook: str, env: str, params: dict[str, Any], *, actor: str, host: str,
                   run_id: str | None = None) -> str:
         run_id = run_id or new_run_id()
-        self._db.execute(
+        try:
+            self._db.execute(
             "INSERT INTO runs (id, runbook, env, params, status, actor, host, pid, attempts, started_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
             (run_id, runbook, env, _dump(params), RUN_RUNNING, actor, host, os.getpid(), now_iso()))
+        except StateUnwritable as exc:  # before the first step: nothing was changed (exit 2)
+            raise ConfigError(str(exc)) from None
         return run_id
 
     def reopen_run(self, run_id: str, *, actor: str, host: str) -> None:
-        self._db.execute(
+        self._write(run_id,
             "UPDATE runs SET status = ?, attempts = attempts + 1, pid = ?, actor = ?, host = ?,"
             " finished_at = NULL, error = NULL WHERE id = ?",
             (RUN_RUNNING, os.getpid(), actor, host, run_id))
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
-        self._db.execute("UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
+        self._write(run_id, "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
                          (status, now_iso(), _clean(error), run_id))
 
     def mark_interrupted(self, run_id: str, note: str) -> None:
@@ -132,6 +157,19 @@ class Journal:
                          " WHERE run_id = ? AND status = 'running'", (note, now_iso(), run_id))
         self._db.execute("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ? AND status = ?",
                          (RUN_INTERRUPTED, note, now_iso(), run_id, RUN_RUNNING))
+
+    def settle_dead_runs(self) -> list[str]:
+        """Runs recorded as running by a process of this host that no longer exists (killed, or
+        it could not write its own end: a full disk) are settled as interrupted, so that
+        `runs.list` never shows a dead run as running and `--resume` accepts it."""
+        settled = []
+        host = socket.gethostname()
+        for row in self._db.query("SELECT id, pid FROM runs WHERE status = ? AND host = ?", (RUN_RUNNING, host)):
+            if row["pid"] and not _alive(row["pid"]):
+                self.mark_interrupted(row["id"], f"its process (pid {row['pid']} on {host}) ended"
+                                                 " without recording how the run ended")
+                settled.append(row["id"])
+        return settled
 
     def get_run(self, run_id: str) -> RunRecord | None:
         rows = self._db.query("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -158,7 +196,8 @@ class Journal:
         existing = self._db.query("SELECT status FROM steps WHERE run_id = ? AND idx = ?", (run_id, idx))
         finished = at if status not in ("pending", "running") else None
         if existing:
-            self._db.execute(
+            self._write(
+                run_id,
                 "UPDATE steps SET status = ?, title = COALESCE(?, title), plan = COALESCE(?, plan),"
                 " outputs = COALESCE(?, outputs), error = ?, finished_at = ?,"
                 " started_at = CASE WHEN ? = 'running' THEN ? ELSE started_at END"
@@ -166,19 +205,20 @@ class Journal:
                 (status, title, _clean(plan), _dump(outputs) if outputs is not None else None,
                  _clean(error), finished, status, at, run_id, idx))
         else:
-            self._db.execute(
+            self._write(
+                run_id,
                 "INSERT INTO steps (run_id, idx, step_id, title, status, started_at, finished_at, plan, outputs, error)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, idx, step_id, title, status, at if status == "running" else None, finished,
                  _clean(plan), _dump(outputs or {}), _clean(error)))
-        self._db.execute("INSERT INTO step_events (run_id, idx, step_id, status, at, note) VALUES (?, ?, ?, ?, ?, ?)",
-                         (run_id, idx, step_id, status, at, _clean(note or error)))
+        self._write(run_id, "INSERT INTO step_events (run_id, idx, step_id, status, at, note) VALUES (?, ?, ?, ?, ?, ?)",
+                    (run_id, idx, step_id, status, at, _clean(note or error)))
 
     def add_event(self, run_id: str, idx: int, step_id: str, note: str) -> None:
         """A note inside a running step (e.g. one host's transition in a rollout), kept in
         step_events beside the step's own state changes and shown by ``runs.show``."""
-        self._db.execute("INSERT INTO step_events (run_id, idx, step_id, status, at, note) VALUES (?, ?, ?, ?, ?, ?)",
-                         (run_id, idx, step_id, EVENT_NOTE, now_iso(), _clean(note)))
+        self._write(run_id, "INSERT INTO step_events (run_id, idx, step_id, status, at, note) VALUES (?, ?, ?, ?, ?, ?)",
+                    (run_id, idx, step_id, EVENT_NOTE, now_iso(), _clean(note)))
 
     def steps(self, run_id: str) -> list[StepRecord]:
         rows = self._db.query("SELECT * FROM steps WHERE run_id = ? ORDER BY idx", (run_id,))
@@ -194,8 +234,18 @@ class Journal:
         self._db.close()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
 def _dump(obj: Any) -> str:
-    return json.dumps(redact_obj(obj), default=str, sort_keys=True)
+    return dumps(obj, sort_keys=True)
 
 
 def _clean(text: str | None) -> str | None:
@@ -221,24 +271,69 @@ class _SqliteDb(_Db):
     kind = "sqlite"
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._conn.row_factory = sqlite3.Row
-        _switch_to_wal(self._conn)
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._conn.row_factory = sqlite3.Row
+            _switch_to_wal(self._conn)
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        except (sqlite3.Error, OSError) as exc:
+            raise unwritable(path, exc) from None
 
     def execute(self, sql: str, args: tuple = ()) -> None:
         with self._lock:
-            self._conn.execute(sql, args)
+            try:
+                self._conn.execute(sql, args)
+            except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+                raise unwritable(self.path, exc) from None
 
     def query(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(r) for r in self._conn.execute(sql, args).fetchall()]
+            try:
+                return [dict(r) for r in self._conn.execute(sql, args).fetchall()]
+            except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+                raise unwritable(self.path, exc) from None
 
     def close(self) -> None:
         self._conn.close()
+
+
+def unwritable(path: Path, exc: BaseException) -> StateUnwritable:
+    """The journal's failure as one line: the path, what is wrong, what to do."""
+    text = str(exc).lower()
+    where = path.parent
+    if "readonly" in text or "read-only" in text or isinstance(exc, PermissionError):
+        what = "it is read-only"
+        todo = f"make {path} and {where} writable by {_me()} or set state_dir to a writable directory"
+    elif "full" in text or "disk i/o" in text or getattr(exc, "errno", None) == 28:
+        what = f"the disk is full or failing ({_free(where)})"
+        todo = f"free space under {where} (`df -h {where}`) or set state_dir to another directory"
+    elif "malformed" in text or "not a database" in text:
+        what = "the file is damaged (not a readable SQLite database)"
+        todo = f"move it aside (mv {path} {path}.damaged) and run again: a new journal is created"
+    elif "unable to open" in text:
+        what = "it cannot be opened"
+        todo = f"check that {where} exists and is writable by {_me()}"
+    else:
+        what = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        todo = f"check {path}"
+    return StateUnwritable(f"cannot use the run journal {path}: {what}; {todo}")
+
+
+def _me() -> str:
+    from aep_ops.log import os_user
+
+    return os_user()
+
+
+def _free(directory: Path) -> str:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return "free space unknown"
+    return f"{st.f_bavail * st.f_frsize / 2**20:.0f} MiB free"
 
 
 def _switch_to_wal(conn: sqlite3.Connection, patience: float = 10.0) -> None:

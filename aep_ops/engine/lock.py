@@ -63,6 +63,23 @@ class FileLock:
         os.fsync(fd)
         self._fd = fd
 
+    def current_holder(self) -> Holder | None:
+        """Who holds the lock now (None when nobody does): takes it for an instant when free, so a
+        holder that died is never reported as holding it. A second open file of this process
+        does not share the flock, so a run probing its own lock sees itself."""
+        if not self.path.exists():
+            return None
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _wait_for_holder(lambda: _read_holder(fd)) or Holder("unknown", 0, "unknown", "")
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self._fd is None:
             return
@@ -97,6 +114,19 @@ class AdvisoryLock:
                      " ON CONFLICT (key) DO UPDATE SET holder = EXCLUDED.holder",
                      (self.key, json.dumps(asdict(holder))))
         self._conn = conn
+
+    def current_holder(self) -> Holder | None:
+        """Who holds the lock now (None when nobody does), probed from a session of its own."""
+        import psycopg
+
+        lock_key = f"aep-ops:{self.key}"
+        with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
+            if conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (lock_key,)).fetchone()[0]:
+                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock_key,))
+                return None
+            conn.execute("CREATE SCHEMA IF NOT EXISTS aep_ops")
+            conn.execute("CREATE TABLE IF NOT EXISTS aep_ops.lock_holders (key TEXT PRIMARY KEY, holder TEXT NOT NULL)")
+            return _wait_for_holder(lambda: self._holder_row(conn)) or Holder("unknown", 0, "unknown", "")
 
     def _holder_row(self, conn: Any) -> Holder | None:
         row = conn.execute("SELECT holder FROM aep_ops.lock_holders WHERE key = %s", (self.key,)).fetchone()

@@ -87,7 +87,14 @@ def doc_dirs(extra: list[str] | tuple[str, ...] = ()) -> list[Path]:
     return [RUNBOOKS_DIR, *(Path(d) for d in extra)]
 
 
+RUNBOOK_ID = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
+
+
 def find_doc(runbook_id: str, extra_dirs: list[str] | tuple[str, ...] = ()) -> Path | None:
+    """The Markdown file of a runbook id; None for anything that is not an id (a path, ``..``),
+    so no caller can be made to read a file outside the runbook directories."""
+    if not isinstance(runbook_id, str) or not RUNBOOK_ID.fullmatch(runbook_id):
+        return None
     for directory in doc_dirs(extra_dirs):
         candidate = directory / f"{runbook_id}.md"
         if candidate.is_file():

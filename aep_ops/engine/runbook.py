@@ -7,8 +7,8 @@ runs the steps (``engine.runner.run_runbook``). Front doors (invoke tasks, timer
 build their arguments from the function's keyword-only parameters:
 
     @runbook("demo.greet", steps=[EnsureGreeting, RunAnnounce],
-             summary="Write a greeting file", help={"name": "who to greet"})
-    def greet(ctx, *, name: str = "world"):
+             summary="Write a greeting file", help={"name": "who to greet"}, bounds={"pause": (0, 3600)})
+    def greet(ctx, *, name: str = "world", pause: int = 0):
         if not name.strip():
             raise UsageError("--name must not be empty")
 """
@@ -31,14 +31,20 @@ ROOT_PACKAGE = __name__.split(".", 1)[0]
 AREA_MODULE = "runbooks"
 
 _REGISTRY: dict[str, "Runbook"] = {}
+NUMERIC = (int, float)
+Bounds = tuple[Any, Any]  # (minimum, maximum), inclusive; either may be None
 
 
 @dataclass(frozen=True)
 class Param:
+    """One keyword-only parameter as a front door sees it. ``bounds`` is ``(minimum, maximum)``
+    for a number (``(None, None)``: unbounded), checked by the front door's parser."""
+
     name: str
     default: Any
     kind: type
     help: str
+    bounds: Bounds = (None, None)
 
 
 @dataclass
@@ -52,6 +58,7 @@ class Runbook:
     mutating: bool = True
     help: dict[str, str] = field(default_factory=dict)
     positional: tuple[str, ...] = ()  # parameters the CLI also takes without their --flag
+    bounds: dict[str, Bounds] = field(default_factory=dict)  # numeric parameter -> (minimum, maximum)
 
     @property
     def function_path(self) -> str:
@@ -65,7 +72,7 @@ class Runbook:
                 continue
             kind = type(p.default) if p.default not in (None, inspect.Parameter.empty) else str
             out.append(Param(p.name, None if p.default is inspect.Parameter.empty else p.default,
-                             kind, self.help.get(p.name, "")))
+                             kind, self.help.get(p.name, ""), tuple(self.bounds.get(p.name, (None, None)))))
         return out
 
     def step_ids(self) -> list[str]:
@@ -74,19 +81,40 @@ class Runbook:
 
 def runbook(id: str, *, steps: list[type[Step]], summary: str, owner: str = "sre",
             schedule: str | None = None, mutating: bool = True, help: dict[str, str] | None = None,
-            positional: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Runbook]:
-    """Register ``func`` as the runbook ``id`` made of ``steps`` (in order)."""
+            positional: tuple[str, ...] = (), bounds: dict[str, Bounds] | None = None,
+            ) -> Callable[[Callable[..., Any]], Runbook]:
+    """Register ``func`` as the runbook ``id`` made of ``steps`` (in order).
+
+    ``bounds`` gives each numeric parameter its range, ``{"scale": (0, 1000)}``: every front
+    door refuses a value outside it before the run starts."""
 
     def register(func: Callable[..., Any]) -> Runbook:
         ids = [s.id for s in steps]
         if len(set(ids)) != len(ids) or not all(ids):
             raise ValueError(f"runbook {id}: step ids must be unique and non-empty: {ids}")
         rb = Runbook(id=id, func=func, steps=list(steps), summary=summary, owner=owner,
-                     schedule=schedule, mutating=mutating, help=help or {}, positional=tuple(positional))
+                     schedule=schedule, mutating=mutating, help=help or {}, positional=tuple(positional),
+                     bounds=dict(bounds or {}))
+        _check_bounds(rb)
         _REGISTRY[id] = rb
         return rb
 
     return register
+
+
+def _check_bounds(rb: Runbook) -> None:
+    """A bound must name a numeric parameter and be (minimum, maximum) around its default."""
+    numeric = {p.name: p for p in rb.params if p.kind in NUMERIC}
+    for name, pair in rb.bounds.items():
+        if name not in numeric:
+            raise ValueError(f"runbook {rb.id}: bounds for {name!r}, which is not a numeric parameter")
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise ValueError(f"runbook {rb.id}: bounds[{name!r}] must be (minimum, maximum)")
+        low, high = pair
+        default = numeric[name].default
+        if (low is not None and high is not None and low > high) or \
+                (low is not None and default < low) or (high is not None and default > high):
+            raise ValueError(f"runbook {rb.id}: bounds[{name!r}] = {pair} leave out the default {default}")
 
 
 def area_modules(root: str = ROOT_PACKAGE) -> list[str]:

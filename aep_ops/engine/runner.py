@@ -190,6 +190,7 @@ def _run_steps(rb: Runbook, ctx: RunContext, journal: jr.Journal, records: dict[
             result.resumable = not isinstance(exc, NotResumable)
             return _finish(journal, result, jr.RUN_FAILED, f"step {step.id}: {_describe(exc)}")
         except (Interrupted, KeyboardInterrupt):
+            _settle_interrupted(step, ctx)
             _fail(journal, ctx, number, step, outcome, StepFailed("interrupted"))
             _finish(journal, result, jr.RUN_INTERRUPTED, f"interrupted during step {step.id}")
             stop = Interrupted(f"interrupted during step {step.id}; resume with --resume {ctx.run_id}")
@@ -267,6 +268,36 @@ def _fail(journal: jr.Journal, ctx: RunContext, number: int, step: Step, outcome
     _say(ctx.out, f"      -> {outcome.status}: {redact(message)}")
 
 
+def _settle_interrupted(step: Step, ctx: RunContext) -> None:
+    """Let the interrupted step stop what it started; a second SIGTERM or Ctrl-C (an impatient
+    user, systemd's stop) must not cut that short and leave a server running."""
+    with _signals_ignored():
+        try:
+            step.interrupted(ctx)
+        except Exception as exc:  # noqa: BLE001 - reported; the interrupt is still what ends the run
+            log.exception("step.interrupted.cleanup_failed")
+            _say(ctx.out, f"      could not stop what step {step.id} started: {redact(_describe(exc))}")
+
+
+@contextmanager
+def _signals_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    # A no-op handler, not SIG_IGN: an ignored disposition would be inherited by the commands
+    # the cleanup runs (pg_ctl), and a deadline could then not stop them.
+    previous = {signum: signal.signal(signum, _note_ignored) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _note_ignored(signum: int, frame: object) -> None:
+    log.warning("signal.ignored_during_cleanup", signal=signal.Signals(signum).name)
+
+
 def _finish(journal: jr.Journal, result: RunResult, status: str, error: str | None) -> RunResult:
     journal.finish_run(result.run_id, status, error)
     result.status = status
@@ -297,6 +328,16 @@ def lock_for(settings: Any, journal: jr.Journal, key: str) -> FileLock | Advisor
     if journal.kind == "postgres":
         return AdvisoryLock(settings.secret(settings.get("journal.dsn")), key)
     return FileLock(settings.state_dir / "locks", key)
+
+
+def run_is_live(settings: Any, journal: jr.Journal, run: jr.RunRecord | None) -> bool:
+    """Is ``run`` still going? The journal says "running" AND its lock (runbook@env) is held by
+    it: a run killed with SIGKILL still reads "running" in the journal, but the operating system
+    (or the database) released its lock when its process died."""
+    if run is None or run.status != jr.RUN_RUNNING:
+        return False
+    holder = lock_for(settings, journal, f"{run.runbook}@{run.env}").current_holder()
+    return holder is not None and holder.run_id in (run.id, "unknown")
 
 
 class _NoLock:

@@ -119,6 +119,12 @@ class Step:
     def verify(self, ctx: "RunContext", outputs: dict[str, Any]) -> None:
         """Raise VerificationFailed if the world is not as intended after apply."""
 
+    def interrupted(self, ctx: "RunContext") -> None:
+        """SIGTERM or Ctrl-C arrived while this step ran: stop what it started (a server, a
+        restore still writing) before the process exits, so nothing is left running or half
+        made. Called with further SIGTERM/SIGINT ignored; an error here is logged, not raised.
+        Default: nothing was started outside this process."""
+
     def recover(self, ctx: "RunContext", prior: Any) -> dict[str, Any] | None:
         """A non-idempotent step was interrupted while applying (``prior``: its journal record).
         Return the outputs of what that attempt did, to record it as done; None when it did

@@ -24,10 +24,11 @@ import shlex
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from aep_ops.errors import CommandTimeout, ExecutionError, HostKeyError, HostUnreachable
 from aep_ops.executors.base import CommandResult
+from aep_ops.executors.sshfiles import UnusableIdentity, known_hosts_entries, load_identity
 
 if TYPE_CHECKING:  # pragma: no cover
     import paramiko
@@ -276,7 +277,8 @@ class SshExecutor:
             f"{self.host}:{self.port}: unknown SSH host key {key.get_name()} {fingerprint(key.asbytes())} "
             f"(not in {self.known_hosts}); refusing to connect. Verify the fingerprint out of band "
             f"(on the host: `ssh-keygen -lf /etc/ssh/ssh_host_{kind}_key.pub`), then add it to "
-            f"{self.known_hosts}, e.g. `ssh-keyscan -p {self.port} -t {kind} {self.host} >> {self.known_hosts}`"
+            f"{self.known_hosts}, e.g. `ssh-keyscan -p {self.port} -t {kind} -- {shlex.quote(self.host)} >> "
+            f"{shlex.quote(self.known_hosts)}`"
         )
 
     def _changed_key_message(self, got: Any, expected: Any) -> str:
@@ -286,7 +288,8 @@ class SshExecutor:
             f"{fingerprint(got.asbytes())} but {self.known_hosts} has {expected.get_name()} "
             f"{fingerprint(expected.asbytes())}. Someone may be intercepting the connection "
             "(man-in-the-middle), or the host was rebuilt. Do not proceed: confirm the new key out "
-            f"of band, and only then replace the entry (`ssh-keygen -R '{entry}' -f {self.known_hosts}`)"
+            f"of band, and only then replace the entry (`ssh-keygen -R {shlex.quote(entry)} -f "
+            f"{shlex.quote(self.known_hosts)}`)"
         )
 
 
@@ -322,48 +325,11 @@ def _reject_unknown(executor: SshExecutor) -> paramiko.MissingHostKeyPolicy:
     return _Reject()
 
 
-class _FileVersionCache:
-    """What was parsed from a file, kept per process until the file changes (inode, mtime,
-    size): a fan-out connects to many hosts with the same identity and known_hosts file."""
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple, Any] = {}
-        self._lock = threading.Lock()
-
-    def get(self, path: str, load: Callable[[str], Any]) -> Any:
-        """``load(path)`` once per file version; OSError from stat() or load propagates."""
-        st = os.stat(path)
-        version = (os.path.abspath(path), st.st_ino, st.st_mtime_ns, st.st_size)
-        with self._lock:
-            if version not in self._entries:
-                value = load(path)
-                for stale in [k for k in self._entries if k[0] == version[0]]:
-                    del self._entries[stale]
-                self._entries[version] = value
-            return self._entries[version]
-
-
-# Given a key_filename, paramiko parses the identity for every connection, trying each key
-# class in turn (an ed25519 key is read three times; an RSA key is validated by OpenSSL
-# each time). paramiko's load_host_keys re-reads the whole known_hosts for every connection
-# and de-duplicates with a linear scan per line: O(n^2) per host, about 60% of the client
-# CPU of a 50-host fan-out. Both are parsed once per file version instead.
-_IDENTITIES = _FileVersionCache()
-_KNOWN_HOSTS = _FileVersionCache()
-
-
 def _identity(path: str, target: str) -> Any:
-    import paramiko
-
-    if not os.path.exists(path):
-        raise ExecutionError(f"{target}: SSH identity file {path} does not exist")
     try:
-        return _IDENTITIES.get(path, paramiko.PKey.from_path)
-    except (paramiko.PasswordRequiredException, TypeError):  # cryptography: TypeError, no password
-        raise ExecutionError(f"{target}: SSH identity {path} is passphrase-protected; aep-ops needs a key"
-                             " without a passphrase (load it from a secret store onto disk for the run)") from None
-    except (paramiko.SSHException, OSError, ValueError) as exc:
-        raise ExecutionError(f"{target}: cannot read SSH identity {path}: {exc}") from None
+        return load_identity(path)
+    except UnusableIdentity as exc:
+        raise ExecutionError(f"{target}: {exc}") from None
 
 
 def _install_host_keys(client: paramiko.SSHClient, path: str, host: str, port: int) -> None:
@@ -372,7 +338,7 @@ def _install_host_keys(client: paramiko.SSHClient, path: str, host: str, port: i
     import paramiko
 
     name = host if port == 22 else f"[{host}]:{port}"
-    plain, hashed = _KNOWN_HOSTS.get(path, _parse_known_hosts)
+    plain, hashed = known_hosts_entries(path)
     matches = list(plain.get(name, ()))
     for entry in hashed:
         if any(h.startswith("|1|") and paramiko.HostKeys.hash_host(name, h) == h for h in entry.hostnames):
@@ -382,27 +348,6 @@ def _install_host_keys(client: paramiko.SSHClient, path: str, host: str, port: i
         if entry.key.get_name() not in seen:
             seen.add(entry.key.get_name())
             keys.add(name, entry.key.get_name(), entry.key)
-
-
-def _parse_known_hosts(path: str) -> tuple[dict[str, list[Any]], list[Any]]:
-    """(plain host name -> entries, entries with hashed names); unreadable lines are skipped, never trusted."""
-    from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
-    from paramiko.ssh_exception import SSHException
-
-    plain: dict[str, list[Any]] = {}
-    hashed: list[Any] = []
-    with open(path) as f:
-        for lineno, line in enumerate(map(str.strip, f), 1):
-            try:
-                entry = None if not line or line[0] == "#" else HostKeyEntry.from_line(line, lineno)
-            except (SSHException, InvalidHostKey, ValueError):
-                entry = None
-            for h in entry.hostnames if entry else ():
-                if h.startswith("|1|"):
-                    hashed.append(entry)
-                else:
-                    plain.setdefault(h, []).append(entry)
-    return plain, hashed
 
 
 def _keyscan_type(key_name: str) -> str:

@@ -6,6 +6,7 @@ runbooks.py."""
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,15 +35,21 @@ def trust_target(settings: Any, host: str, port: int = 0, known_hosts: str = "")
     ``[user@]address[:port]``; ``port`` (0: the host's) wins; the file is ``known_hosts`` or
     ``environments.ENV.ssh.known_hosts``."""
     from aep_ops.fleet.inventory import hosts_for
+    from aep_ops.fleet.sshsetup import known_hosts_problem
 
     if not (host or "").strip():
         raise UsageError("no host given: `inv fleet.trust HOST` (an inventory name or [user@]address[:port])")
-    target = hosts_for(settings, override=[host])[0]
+    target = hosts_for(settings, override=[host], flag="--host")[0]
+    prefix = f"environments.{settings.env_name}.ssh.known_hosts"
     path = known_hosts or (settings.env.get("ssh") or {}).get("known_hosts")
     if not path:
-        raise ConfigError(f"environments.{settings.env_name}.ssh.known_hosts is not set: nowhere to record the "
-                          "key; set it or pass --known-hosts FILE")
-    return target.address, int(port) or target.port, os.path.expanduser(path)
+        raise ConfigError(f"{prefix} is not set: nowhere to record the key; set it or pass --known-hosts FILE")
+    path = os.path.expanduser(path)
+    problem = known_hosts_problem(path, to_append=True)
+    if problem:
+        raise ConfigError(f"known_hosts file {path} ({'--known-hosts' if known_hosts else prefix}) {problem};"
+                          " give the path of the known_hosts file to append to")
+    return target.address, int(port) or target.port, path
 
 
 def describe_offers(address: str, port: int, keys: list[ScannedKey]) -> str:
@@ -85,6 +92,9 @@ def recorded_keys(known_hosts: str, address: str, port: int = 22) -> list[tuple[
     if not os.path.isfile(known_hosts):
         return []
     name = address if port == 22 else f"[{address}]:{port}"
+    # No "--" here: ssh-keygen takes no operands with -F (a trailing "--" is "Too many
+    # arguments"), and NAME is -F's own argument, which getopt never reads as an option. The
+    # guard is the host parser (aep_ops.fleet.inventory), which refuses anything beginning with "-".
     result = LocalExecutor().run(["ssh-keygen", "-F", name, "-f", known_hosts], timeout=30)
     found = []
     for line in result.stdout.splitlines():
@@ -110,7 +120,7 @@ def new_keys(scanned: list[ScannedKey], recorded: list[tuple[str, str]], *, know
                 f"{address}:{port}: SSH HOST KEY CHANGED: it offers {key.key_type} {key.fingerprint}, but "
                 f"{known_hosts} records another {key.key_type} key. It may be a man-in-the-middle or a rebuilt "
                 f"host: confirm the new key out of band, then remove the old one "
-                f"(`ssh-keygen -R '{entry}' -f {known_hosts}`) and trust again")
+                f"(`ssh-keygen -R {shlex.quote(entry)} -f {shlex.quote(known_hosts)}`) and trust again")
     return [k for k in scanned if (k.key_type, k.blob) not in have]
 
 

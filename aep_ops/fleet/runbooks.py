@@ -109,14 +109,18 @@ class EnsureTrusted(Step):
 
 @runbook("fleet.trust", steps=[OfferedKeys, EnsureTrusted],
          summary="Show a host's SSH key fingerprints and record them in known_hosts (after --yes or a y/N prompt)",
-         positional=("host",),
+         positional=("host",), bounds={"port": (0, 65535)},
          help={"host": "inventory name or [user@]address[:port]", "port": "SSH port (default 22 or the host's)",
                "known_hosts": "known_hosts file to append to (default: environments.ENV.ssh.known_hosts)",
                "env": "environment whose ssh.known_hosts is appended to (default: local)",
                "yes": "add the keys without asking (in every environment, not only production)"})
-def trust(ctx: RunContext, *, host: str = "", port: int = 0, known_hosts: str = "") -> None:
+def trust(ctx: RunContext, *, host: str = "", port: int = 0, known_hosts: str | None = None) -> None:
     """Which host and which file, before anything is read or written."""
     from aep_ops.fleet.hostkeys import trust_target
+    from aep_ops.tasks.frontdoor import refuse_blank
+
+    if not ctx.options.resume:
+        refuse_blank("--known-hosts", known_hosts, "name the file, or leave the flag out for ssh.known_hosts")
 
     address, ssh_port, path = trust_target(ctx.settings, host, port, known_hosts)
     ctx.params.update(address=address, ssh_port=ssh_port, known_hosts_file=path)

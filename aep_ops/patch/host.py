@@ -47,7 +47,7 @@ DEFAULT_UPGRADE_LOG = "/var/tmp/aep-ops-upgrade-{host}.log"
 DETACHED = ('log=$1; shift; trap "" HUP PIPE; start=0; [ -f "$log" ] && start=$(wc -c < "$log"); '
             'printf "== %s aep-ops: %s\\n" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >> "$log" || exit 1; '
             '"$@" >> "$log" 2>&1 < /dev/null; rc=$?; '
-            'tail -c +$((start + 1)) "$log" | tail -n 40; printf "== exit %s\\n" "$rc" >> "$log"; exit $rc')
+            'tail -c +$((start + 1)) -- "$log" | tail -n 40; printf "== exit %s\\n" "$rc" >> "$log"; exit $rc')
 DEFAULT_REBOOT = ("shutdown", "-r", "now")
 REBOOT_MARKER = "/var/run/reboot-required"  # Debian/Ubuntu: written by packages, gone after a boot (tmpfs)
 BOOT_PROBE = ("sh", "-c", "cat /proc/sys/kernel/random/boot_id;"

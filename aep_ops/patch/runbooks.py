@@ -153,7 +153,7 @@ class PlanBatches(Step):
     title = "Plan: pending updates per host, capacity, canary and batches"
 
     def check(self, ctx):
-        from aep_ops.fleet.inventory import hosts_for
+        from aep_ops.fleet.inventory import hosts_flag, hosts_for, role_flag
 
         earlier = left_out_of_service(ctx.state_dir, ctx.env_name, except_run=ctx.run_id)
         if earlier:
@@ -161,8 +161,9 @@ class PlanBatches(Step):
             raise UsageError(f"run {run_id} left {', '.join(hosts)} out of service or half patched; finish it first"
                              f" (`inv patch.rolling --env {ctx.env_name} --resume {run_id}`; `inv patch.status --env"
                              f" {ctx.env_name} --run {run_id}` shows where each host is). Nothing was changed")
-        role, override = ctx.params["role"] or None, [h for h in ctx.params["hosts"].split(",") if h.strip()]
-        hosts = {h.name: h for h in hosts_for(ctx.settings, role=role, override=override or None)}
+        # "" (a run journaled before --hosts/--role were told apart from absent) means the inventory
+        role, override = role_flag(ctx.params["role"] or None), hosts_flag(ctx.params["hosts"] or None)
+        hosts = {h.name: h for h in hosts_for(ctx.settings, role=role, override=override)}
         lb = _load_balancer(ctx)
         if lb.kind != "none" and (missing := [n for n, h in hosts.items() if not h.instance_id]):
             raise UsageError(f"patching.lb is {lb.kind} but host(s) {', '.join(missing)} have no instance_id; set"
@@ -340,7 +341,7 @@ def _report(ctx: RunContext, state: RolloutState, step_id: str) -> None:
     ctx.outputs[step_id] = {"hosts": summary, "failed": ctx.summary["failed"]}
 
 
-@runbook("patch.rolling", steps=[PlanBatches, RunCanary, RunBatches, VerifyFleet],
+@runbook("patch.rolling", steps=[PlanBatches, RunCanary, RunBatches, VerifyFleet], bounds={"canary": (0, 1000)},
          summary="Rolling OS patching: canary, then batches; drain, upgrade, reboot, health gate, return",
          help={"role": "only hosts of this role",
                "batch": "hosts patched at once: N, or P% of all hosts of the rollout (default 1)",
@@ -350,11 +351,23 @@ def _report(ctx: RunContext, state: RolloutState, step_id: str) -> None:
                "hosts": "comma-separated host names or [user@]address[:port], instead of the inventory",
                "identity": "SSH private key (default ssh.identity)",
                "known_hosts": "known_hosts file (default ssh.known_hosts)"})
-def rolling(ctx: RunContext, *, role: str = "", batch: str = "1", canary: int = 1, max_failed: str = "0",
-            hosts: str = "", identity: str = "", known_hosts: str = "") -> None:
-    """Validate the flags before anything is touched; the steps do the work."""
+def rolling(ctx: RunContext, *, role: str | None = None, batch: str = "1", canary: int = 1, max_failed: str = "0",
+            hosts: str | None = None, identity: str | None = None, known_hosts: str | None = None) -> None:
+    """Validate the flags before anything is touched; the steps do the work. ``hosts``/``role``
+    None: the flag was not given; given but blank is refused. The SSH identity and known_hosts
+    are checked here too, so a bad path is exit 2 before the journal, the lock or any host."""
+    from aep_ops.fleet.inventory import hosts_flag, role_flag
+    from aep_ops.fleet.sshsetup import ssh_files
+    from aep_ops.tasks.frontdoor import refuse_blank
+
     parse_size(batch, "--batch", zero_ok=False)
     parse_size(max_failed, "--max-failed", zero_ok=True)
     if int(canary) < 0:
         raise UsageError(f"--canary {canary}: must be 0 or more hosts")
-    ctx.params.update(role=role or "", hosts=hosts or "", canary=int(canary))
+    if not ctx.options.resume:  # a resumed run's parameters are its journaled ones
+        hosts_flag(hosts)
+        role_flag(role)
+        refuse_blank("--identity", identity, "name the key file, or leave the flag out for ssh.identity")
+        refuse_blank("--known-hosts", known_hosts, "name the file, or leave the flag out for ssh.known_hosts")
+    ssh_files(ctx.settings, identity=identity or None, known_hosts=known_hosts or None)
+    ctx.params.update(role=role, hosts=hosts, canary=int(canary))

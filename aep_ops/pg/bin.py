@@ -17,8 +17,10 @@ INSTALL_HINT = "install postgresql-15 (make test / make drill install it)"
 
 
 def resolve_bindir(bindir: str | os.PathLike[str] | None = None) -> Path:
-    """The directory to use: the argument, else $AEP_PG_BINDIR, else the PG 15 default."""
-    return Path(bindir or os.environ.get(BINDIR_ENV) or DEFAULT_BINDIR)
+    """The directory to use: the argument, else $AEP_PG_BINDIR, else the PG 15 default. Always
+    absolute: a relative ``postgres.bindir`` such as ``-x`` would make a program path that a
+    command line reads as an option."""
+    return Path(os.path.abspath(bindir or os.environ.get(BINDIR_ENV) or DEFAULT_BINDIR))
 
 
 def pg_bin(name: str, bindir: str | os.PathLike[str] | None = None) -> str:

@@ -14,6 +14,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Callable
 
 from aep_ops.errors import StepFailed
 from aep_ops.log import get_logger
@@ -24,6 +25,37 @@ log = get_logger(__name__)
 def writers_of(datadir: str | os.PathLike[str]) -> list[int]:
     """PIDs of live processes whose arguments include ``--pg1-path=DATADIR`` (not this one)."""
     wanted = f"--pg1-path={Path(datadir)}".encode()
+    return _with_argv(lambda argv: wanted in argv)
+
+
+def postmasters_of(datadir: str | os.PathLike[str]) -> list[int]:
+    """PIDs of ``postgres -D DATADIR`` processes (as pg_ctl starts them): a server just started
+    may run before it has written postmaster.pid, and an interrupt can land in that moment."""
+    wanted = str(Path(datadir)).encode()
+
+    def is_postmaster(argv: list[bytes]) -> bool:
+        return bool(argv) and os.path.basename(argv[0]) == b"postgres" and any(
+            flag == b"-D" and value == wanted for flag, value in zip(argv, argv[1:]))
+
+    return _with_argv(is_postmaster)
+
+
+def stop_postmasters(datadir: str | os.PathLike[str], *, grace: float = 10.0) -> list[int]:
+    """SIGQUIT (PostgreSQL's immediate shutdown) every postmaster of DATADIR, SIGKILL after ``grace``."""
+    pids = left = postmasters_of(datadir)
+    for signum in (signal.SIGQUIT, signal.SIGKILL):
+        if not left:
+            return pids
+        _signal(left, signum)
+        deadline = time.monotonic() + grace
+        while (left := postmasters_of(datadir)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if left:
+        raise StepFailed(f"PostgreSQL processes {left} of {datadir} survive SIGKILL; stop them by hand")
+    return pids
+
+
+def _with_argv(match: Callable[[list[bytes]], bool]) -> list[int]:
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -33,7 +65,7 @@ def writers_of(datadir: str | os.PathLike[str]) -> list[int]:
                 argv = handle.read().split(b"\0")
         except OSError:  # gone meanwhile, or not ours to read
             continue
-        if wanted in argv:
+        if match(argv):
             found.append(int(entry.name))
     return found
 

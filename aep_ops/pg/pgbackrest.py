@@ -31,6 +31,7 @@ log = get_logger(__name__)
 PGBACKREST = "/usr/bin/pgbackrest"
 INSTALL_HINT = "install pgbackrest (make test / make drill install it)"
 _STANZA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_REPO_OK = (0, 2)  # ok; no valid backups yet (the repo answers and holds the stanza)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,31 @@ class S3Repo:
 
 
 @dataclass(frozen=True)
+class Timeouts:
+    """pgBackRest's own deadlines, so that a repository that does not answer fails with its name
+    instead of hanging (pgBackRest's defaults: io 60 s, db 1800 s, protocol 1830 s).
+
+    ``io``: the longest wait for one read or write to make progress (an S3 endpoint that accepts
+    the connection and never answers); pgBackRest retries a request a few times, so a dead S3
+    repo fails after a small multiple of it. ``db``: one query (pg_backup_start/stop).
+    ``protocol``: a silent pgBackRest worker; it must exceed ``db`` (pgBackRest refuses otherwise).
+    ``archive``: how long archive-push waits for the asynchronous pusher, and ``check`` for a segment.
+    """
+
+    io: float = 5
+    db: float = 600
+    protocol: float = 630
+    archive: float = 60
+
+    def __post_init__(self) -> None:
+        if min(self.io, self.db, self.protocol, self.archive) <= 0:
+            raise UsageError("pgBackRest timeouts must be positive")
+        if self.protocol <= self.db:
+            raise UsageError(f"pgBackRest protocol-timeout ({self.protocol:g}s) must exceed db-timeout"
+                             f" ({self.db:g}s)")
+
+
+@dataclass(frozen=True)
 class PgBackRestConfig:
     """Everything the config file says: one stanza, repo1 on local disk, optional repo2 on S3."""
 
@@ -71,6 +97,7 @@ class PgBackRestConfig:
     archive_async: bool = False
     repo2: S3Repo | None = None
     log_level_file: str = "info"
+    timeouts: "Timeouts" = field(default_factory=lambda: Timeouts())
 
     @property
     def has_secrets(self) -> bool:
@@ -107,7 +134,13 @@ def render_config(cfg: PgBackRestConfig) -> str:
         ("process-max", cfg.process_max),
         ("compress-type", "lz4"),
         ("start-fast", True),
-        ("archive-async", cfg.archive_async),
+        # With a second repo, asynchronous archiving: a repo that does not answer then delays WAL
+        # to the others by a few io-timeouts instead of stopping them (pgBackRest multi-repo docs).
+        ("archive-async", cfg.archive_async or cfg.repo2 is not None),
+        ("io-timeout", _seconds(cfg.timeouts.io)),
+        ("db-timeout", _seconds(cfg.timeouts.db)),
+        ("protocol-timeout", _seconds(cfg.timeouts.protocol)),
+        ("archive-timeout", _seconds(cfg.timeouts.archive)),
     ]
     if cfg.repo2 is not None:
         r = cfg.repo2
@@ -202,7 +235,7 @@ class PgBackRest:
                 redact.register(secret or "")
         self.executor = executor or LocalExecutor()
         self.os_user = os_user
-        self.binary = binary
+        self.binary = os.path.abspath(binary)  # `backup.pgbackrest_bin`: never an argv[0] that reads as an option
 
     def write_config(self) -> bool:
         """Write the config file if its content or mode differ; return whether it changed."""
@@ -279,6 +312,27 @@ class PgBackRest:
     def backup_running(self) -> bool:
         """Whether a pgBackRest process holds this stanza's backup lock right now."""
         return parse_backup_lock_held(self._info_text(), self.config.stanza)
+
+    def describe_repo(self, repo: int) -> str:
+        """Where repo N is, for a message: its path, or its S3 endpoint and bucket (no secret)."""
+        r = self.config.repo2
+        if repo == 2 and r is not None:
+            return f"repo2 (S3 endpoint {r.endpoint}:{r.port}, bucket {r.bucket})"
+        return f"repo1 ({self.config.repo1_path})" if repo == 1 else f"repo{repo}"
+
+    def repo_problem(self, repo: int, *, timeout: float = 120) -> str | None:
+        """Why repo N cannot serve this stanza now (pgBackRest's own words), None when it can.
+        ``info --repo=N`` reads that repo alone; pgBackRest 2.45's ``check`` has no ``--repo``."""
+        try:
+            text = self._run("info", f"--repo={repo}", "--output=json", timeout=timeout).stdout
+        except StepFailed as exc:
+            return str(exc)
+        for entry in _stanzas(text, self.config.stanza):
+            for found in entry.get("repo", []):
+                status = found.get("status") or {}
+                if found.get("key") == repo and status.get("code") not in _REPO_OK:
+                    return redact.redact(str(status.get("message") or f"status code {status.get('code')}"))
+        return None
 
     def _info_text(self, timeout: float = 120) -> str:
         return self._run("info", "--output=json", timeout=timeout).stdout
@@ -364,6 +418,10 @@ def _value(key: str, value: Any) -> str:
     if "\n" in text or "\r" in text:
         raise UsageError(f"pgBackRest option {key} must be one line")
     return text
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
 
 
 def _epoch(value: int | float) -> datetime:

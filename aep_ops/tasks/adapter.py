@@ -13,7 +13,8 @@ from dataclasses import asdict
 from typing import Any, Callable
 
 from aep_ops.engine.runbook import Runbook
-from aep_ops.tasks.frontdoor import RUN_STATUS_EXIT, front_door, load_settings, print_json, write_json
+from aep_ops.tasks.frontdoor import (RUN_STATUS_EXIT, check_output_path, front_door, load_settings, print_json,
+                                     refuse_blank, stdout_gone, write_json)
 
 COMMON_HELP = {
     "env": "environment to act on (local, dev, staging, prod; default: local)",
@@ -41,16 +42,24 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
         with front_door():
             from aep_ops.engine.runner import run_runbook
 
-            settings = load_settings(kwargs.pop("env"), kwargs.pop("set") or [])
+            refuse_blank("--resume", kwargs["resume"], "give the RUN_ID to continue (see `inv runs.list`),"
+                         " or leave the flag out to start a new run")
             as_json = kwargs.pop("json")
+            if as_json is not True and as_json is not None:
+                check_output_path("--json", as_json)
+            settings = load_settings(kwargs.pop("env"), kwargs.pop("set") or [])
             result = run_runbook(rb, settings, params=_typed(rb, kwargs),
                                  dry_run=kwargs["dry_run"], resume=kwargs["resume"], yes=kwargs["yes"])
-            if as_json is True:
-                print_json({**asdict(result), **result.summary})
-            else:
-                (render or render_result)(result, settings)
-                if as_json:  # --json PATH: the same JSON, written to a file
-                    write_json(as_json, {**asdict(result), **result.summary})
+            try:
+                if as_json is True:
+                    print_json({**asdict(result), **result.summary})
+                else:
+                    (render or render_result)(result, settings)
+                sys.stdout.flush()
+            except BrokenPipeError:  # `| head`: the reader left; the run's own outcome still decides the exit code
+                stdout_gone()
+            if as_json and as_json is not True:  # --json PATH: the same JSON, written to a file
+                write_json(as_json, {**asdict(result), **result.summary})
             code = RUN_STATUS_EXIT.get(result.status, 1)
             if code:
                 raise Exit(f"{rb.id}: {result.status}" + (f": {result.error}" if result.error else "")
@@ -88,7 +97,9 @@ def _typed(rb: Runbook, kwargs: dict[str, Any]) -> dict[str, Any]:
         value = kwargs.get(p.name)
         value = p.default if value is None else value
         if p.kind in NUMBERS:
-            value = number(f"--{p.name.replace('_', '-')}", value, p.kind, default=p.default, what=NUMBERS[p.kind])
+            low, high = p.bounds
+            value = number(f"--{p.name.replace('_', '-')}", value, p.kind, default=p.default, what=NUMBERS[p.kind],
+                           minimum=low, maximum=high)
         out[p.name] = value
     return out
 

@@ -35,13 +35,28 @@ def show(c, id):
     from aep_ops.tasks.plugins import runbook_dirs
 
     with front_door():
-        _registry()
+        registry = _registry()
+        if id not in registry:  # an id, never a path: `runbooks.show ../../x` must not read any file
+            raise Exit(f"error: no runbook '{_printable(id)}'{_did_you_mean(id, registry)}"
+                       " (see `inv runbooks.list`)", code=EXIT_USAGE)
         path = find_doc(id, runbook_dirs())
         if path is None:
             raise Exit(f"error: no runbook file for '{id}' (see `inv runbooks.list`)", code=EXIT_USAGE)
         text = path.read_text()
 
         print(render_markdown(text) if sys.stdout.isatty() else text, end="")
+
+
+def _printable(text: str, limit: int = 60) -> str:
+    shown = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return shown if len(shown) <= limit else shown[:limit] + "..."
+
+
+def _did_you_mean(word: str, registry: dict) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(registry), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 @task

@@ -16,7 +16,7 @@ from invoke.exceptions import Exit
 
 from aep_ops.fleet.defaults import DEFAULT_PARALLEL, DEFAULT_TIMEOUT
 from aep_ops.tasks.args import number
-from aep_ops.tasks.frontdoor import EXIT_FAILED, front_door, load_settings, print_json
+from aep_ops.tasks.frontdoor import EXIT_FAILED, front_door, load_settings, print_json, refuse_blank
 
 _COMMON_HELP = {
     "env": "environment (default: local)",
@@ -42,10 +42,12 @@ def run(c, env=None, role=None, hosts=None, identity=None, known_hosts=None, par
     """Run a shell command on every host: `inv fleet.run --env staging --role api -- uptime`."""
     with front_door():
         from aep_ops.fleet.commands import run_command
+        from aep_ops.fleet.inventory import hosts_flag, role_flag
 
+        _ssh_flags(identity, known_hosts)
         settings = load_settings(env, set or [])
         result = run_command(
-            settings, command if command is not None else remainder(), role=role, hosts=_split(hosts),
+            settings, command if command is not None else remainder(), role=role_flag(role), hosts=hosts_flag(hosts),
             identity=identity, known_hosts=known_hosts, parallel=_parallel(parallel), timeout=_timeout(timeout),
             via=via, yes=yes)
         if json:
@@ -62,10 +64,12 @@ def facts(c, env=None, role=None, hosts=None, identity=None, known_hosts=None, p
     """Read-only facts per host: OS, kernel, uptime, pending and security updates, reboot required."""
     with front_door():
         from aep_ops.fleet.facts import gather_facts
+        from aep_ops.fleet.inventory import hosts_flag, role_flag
 
+        _ssh_flags(identity, known_hosts)
         settings = load_settings(env, set or [])
-        rows = gather_facts(settings, role=role, hosts=_split(hosts), identity=identity, known_hosts=known_hosts,
-                            parallel=_parallel(parallel), timeout=_timeout(timeout))
+        rows = gather_facts(settings, role=role_flag(role), hosts=hosts_flag(hosts), identity=identity,
+                            known_hosts=known_hosts, parallel=_parallel(parallel), timeout=_timeout(timeout))
         if json:
             print_json([r.to_json() for r in rows])
         else:
@@ -83,16 +87,19 @@ def remainder(argv: list[str] | None = None) -> str:
     return " ".join(argv[argv.index("--") + 1:]) if "--" in argv else ""
 
 
-def _split(hosts: str | None) -> list[str] | None:
-    return [h.strip() for h in hosts.split(",") if h.strip()] if hosts else None
-
-
 def _parallel(value: object) -> int | None:
-    return number("--parallel", value, int, what="a whole number")
+    return number("--parallel", value, int, what="a whole number", minimum=1, maximum=256)
 
 
 def _timeout(value: object) -> float:
-    return number("--timeout", value, float, default=DEFAULT_TIMEOUT, what="a number of seconds")
+    return number("--timeout", value, float, default=DEFAULT_TIMEOUT, what="a number of seconds", above=0,
+                  maximum=86400)
+
+
+def _ssh_flags(identity: str | None, known_hosts: str | None) -> None:
+    """``--identity ""`` (an unset variable) is a mistake, not "the configured key"."""
+    refuse_blank("--identity", identity, "name the key file, or leave the flag out for ssh.identity")
+    refuse_blank("--known-hosts", known_hosts, "name the file, or leave the flag out for ssh.known_hosts")
 
 
 def _print_run(result, show_output: bool) -> None:

@@ -13,7 +13,7 @@ from typing import Iterator
 
 from aep_ops.errors import (AepError, ApprovalRequired, ConfigError, LockedError, SecretError, ToolMissing,
                             UsageError, VerificationFailed)
-from aep_ops.redact import redact
+from aep_ops.redact import dumps, redact
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -53,8 +53,12 @@ def front_door() -> Iterator[None]:
     _skip_final_gc()
     try:
         yield
+        sys.stdout.flush()  # a reader that left (`| head`) shows here, not at interpreter exit
     except Exit:
         raise
+    except BrokenPipeError:  # `inv runs.list | head -1`: the reader has what it wanted
+        stdout_gone()
+        raise Exit(code=EXIT_OK) from None
     except AepError as exc:
         raise Exit(f"error: {redact(str(exc))}", code=exit_code_for(exc)) from None
     except KeyboardInterrupt:
@@ -73,6 +77,17 @@ def front_door() -> Iterator[None]:
         raise
 
 
+def stdout_gone() -> None:
+    """Point stdout at /dev/null once its reader has left, so that nothing more (the final flush
+    at exit included) can fail on it."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def _skip_final_gc() -> None:
     """At interpreter exit, freeze the heap instead of letting the final garbage collections
     walk it: with invoke, psycopg, structlog (and paramiko) loaded that walk costs 45-100 ms
@@ -89,6 +104,7 @@ def load_settings(env: str | None, overrides: list[str] | None = None):  # -> ae
     """Settings for this invocation, with logging configured for its state directory."""
     from aep_ops import config, log
 
+    refuse_blank("--env", env, "name an environment (see `inv config.show`), or leave the flag out for 'local'")
     settings = config.load(env, overrides or [])
     try:
         log.configure(settings.state_dir, level=settings.get("log.level", "info"))
@@ -99,20 +115,52 @@ def load_settings(env: str | None, overrides: list[str] | None = None):  # -> ae
 
 
 def print_json(data: object) -> None:
-    import json
-
-    print(redact(json.dumps(data, indent=2, default=str, sort_keys=True)), file=sys.stdout)
+    print(dumps(data, indent=2, sort_keys=True), file=sys.stdout)
 
 
 def write_json(path: str, data: object) -> None:
-    """Write JSON to a file the user named (atomically: a reader never sees half of it)."""
-    import json
+    """Write JSON to a file the user named (atomically: a reader never sees half of it, and a
+    failed write leaves nothing behind)."""
     import os
+    import tempfile
 
-    tmp = f"{path}.tmp"
+    target = check_output_path("--json", path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with open(tmp, "w") as fh:
-            fh.write(redact(json.dumps(data, indent=2, default=str, sort_keys=True)) + "\n")
-        os.replace(tmp, path)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(dumps(data, indent=2, sort_keys=True) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
     except OSError as exc:
         raise UsageError(f"--json {path}: cannot write it ({exc.strerror})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def check_output_path(flag: str, path: str):  # -> pathlib.Path
+    """An output file the user named, checked before any work is done: exit 2 then means that
+    nothing was changed, instead of a whole run followed by "cannot write it"."""
+    import os
+    from pathlib import Path
+
+    if not str(path).strip():
+        raise UsageError(f"{flag} is empty: name a file to write, or give {flag} alone for stdout")
+    if "\0" in str(path):
+        raise UsageError(f"{flag}: the path contains a NUL byte")
+    target = Path(os.path.expanduser(str(path)))
+    if target.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory; name a file in it")
+    parent = target.parent
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {path}: directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"{flag} {path}: permission denied; choose a file you can write")
+    return target
+
+
+def refuse_blank(flag: str, value: object, what: str) -> None:
+    """A flag given explicitly with an empty or blank value is a mistake (an unset shell
+    variable), never a request for the default or for everything: exit 2."""
+    if value is not None and not isinstance(value, bool) and not str(value).strip():
+        raise UsageError(f"{flag} is empty: {what}")

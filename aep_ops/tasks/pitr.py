@@ -11,6 +11,7 @@ from aep_ops.tasks.frontdoor import front_door, load_settings, print_json
 def list_(c, env=None, json=False):
     """List restored clusters (name, target time, status, port, DSN)."""
     from aep_ops.db.backends import backend_for
+    from aep_ops.db.locations import UNREADABLE
 
     with front_door():
         settings = load_settings(env)
@@ -22,6 +23,9 @@ def list_(c, env=None, json=False):
             print("no restored clusters")
             return
         for m in copies:
+            if m.get("status") == UNREADABLE:  # a damaged restore.json: say so, list the others
+                print(f"unreadable: {m['problem']}")
+                continue
             print(f"{m['name']:<34} {m.get('purpose', ''):<6} {m.get('status', ''):<10} target {m.get('target_time')}"
                   f"  port {m.get('port')}{'  (cut over)' if m.get('cutover') else ''}")
             if m.get("dsn"):

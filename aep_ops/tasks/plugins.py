@@ -13,11 +13,13 @@ def _raw() -> dict:
     merged: dict = {"plugins": [], "runbook_dirs": []}
     try:
         for path in config.config_files():
-            text = path.read_text() if path.is_file() else ""
+            if not path.is_file() or path.stat().st_size > config.MAX_CONFIG_BYTES:
+                continue  # a file too big is reported by the task that loads settings
+            text = path.read_bytes().decode("utf-8", "replace")
             if "plugins" in text or "runbook_dirs" in text:  # most files name neither: skip the YAML parser
-                import yaml
-
-                data = yaml.safe_load(text) or {}
+                data = config.read_yaml_file(path)  # bounded: no alias bomb even here
+                if not isinstance(data, dict):
+                    continue
                 for key in merged:
                     merged[key] = data.get(key, merged[key]) or merged[key]
     except Exception:  # a broken file is reported by the task that loads settings

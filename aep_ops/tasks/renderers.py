@@ -48,6 +48,8 @@ def render_drill(result: Any, settings: Any) -> None:
           f" (objective {secs(report['rpo_objective_seconds'])})", file=out)
     print(f"  report: {report['report']}", file=out)
     print(f"  metrics: {report['metrics_file']}", file=out)
+    for reaped in report.get("reaped_leftovers") or []:
+        print(f"  reaped leftover scratch copy: {reaped}", file=out)
 
 
 RENDERERS = {"doctor": render_doctor, "dr.drill": render_drill}

@@ -7,7 +7,10 @@ from dataclasses import asdict
 from invoke import task
 from invoke.exceptions import Exit
 
+from aep_ops.tasks.args import number
 from aep_ops.tasks.frontdoor import EXIT_USAGE, front_door, load_settings, print_json
+
+MAX_LIMIT = 10_000
 
 
 def _journal(env):
@@ -18,12 +21,14 @@ def _journal(env):
 
 
 @task(name="list", help={"runbook": "only this runbook", "env": "only this environment",
-                         "limit": "at most this many (newest first)", "json": "print JSON"})
-def list_(c, runbook=None, env=None, limit=20, json=False):
+                         "limit": f"at most this many, 1 to {MAX_LIMIT} (default 20, newest first)",
+                         "json": "print JSON"})
+def list_(c, runbook=None, env=None, limit=None, json=False):
     """List recent runs, newest first."""
-    with front_door():
+    with front_door():  # limit=None: invoke hands over the text, and number() says what is wrong with it
+        limit = number("--limit", limit, int, default=20, minimum=1, maximum=MAX_LIMIT)
         journal = _journal(env)
-        runs = journal.list_runs(runbook=runbook, env=env, limit=int(limit))
+        runs = journal.list_runs(runbook=runbook, env=env, limit=limit)
         if json:
             print_json([asdict(r) for r in runs])
             return

@@ -189,3 +189,36 @@ def s3_tls_proxy(moto_server: Any) -> Iterator[S3TlsProxy]:
         yield proxy
     finally:
         stop_s3_tls_proxy(proxy)
+
+
+class SilentEndpoint:
+    """A TCP endpoint that accepts connections and never answers (a firewalled or hung S3 front):
+    the fault where a client without its own deadline waits forever. ``port`` is picked by the OS."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.port = self._sock.getsockname()[1]
+        self.accepted = 0
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:  # closed
+                return
+            self.accepted += 1
+            self._held.append(conn)  # held open, never read, never written
+
+    def close(self) -> None:
+        self._sock.close()
+        for conn in self._held:
+            conn.close()
+

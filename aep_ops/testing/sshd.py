@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import functools
 import getpass
 import itertools
 import os
@@ -34,6 +35,13 @@ SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = "ssh-keygen"
 DEFAULT_PORT = 2222
 START_TIMEOUT = 5.0
+# How a test host hides this machine's ~/.bashrc (see _without_login_rc): "mount" (/dev/null bound
+# over it in sshd's own mount namespace), "home" (the sessions get a HOME of their own: for
+# machines without mount namespaces, e.g. an unprivileged container or a chroot) or "none".
+# Unset: "mount" where it works here, else "home". Not an AEP_OPS_* name: the tests' isolation
+# fixture removes those.
+ISOLATION_ENV = "AEP_TEST_SSHD_ISOLATION"
+ISOLATIONS = ("mount", "home", "none")
 
 # Loopback addresses handed out in this process (127.0.0.11 upwards); never reused, so a
 # stopped host's address cannot be taken by a new host while it is "rebooting".
@@ -79,10 +87,15 @@ class SshTestHost:
     """One sshd on its own loopback address; ``stop()``/``start()`` simulate a reboot
     (same address, port and host key)."""
 
-    def __init__(self, directory: Path, client_key: Path, *, address: str | None = None, port: int | None = None):
+    def __init__(self, directory: Path, client_key: Path, *, address: str | None = None, port: int | None = None,
+                 isolation: str | None = None):
         require_tools()
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.isolation = isolation or login_rc_isolation()
+        if self.isolation not in ISOLATIONS:
+            raise ValueError(f"isolation {self.isolation!r}: expected one of {', '.join(ISOLATIONS)}")
+        self.home = self.directory / "home"  # the sessions' HOME under "home" isolation
         self.identity = Path(client_key)
         self.user = getpass.getuser()
         self.host_key = self.directory / "ssh_host_ed25519_key"
@@ -163,7 +176,7 @@ class SshTestHost:
         self.known_hosts.write_text(self.known_hosts_line() + "\n")
         with open(self.log_path, "ab") as log:
             proc = subprocess.Popen(
-                _without_login_rc([SSHD, "-D", "-e", "-f", str(config)]),
+                _without_login_rc([SSHD, "-D", "-e", "-f", str(config)], self.isolation),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -178,8 +191,13 @@ class SshTestHost:
 
     def _config(self) -> str:
         authorized = Path(f"{self.identity}.pub")
+        home = []
+        if self.isolation == "home":
+            self.home.mkdir(exist_ok=True)
+            home = [f"SetEnv HOME={self.home}"]  # applied after sshd's own HOME, so it wins
         return "\n".join(
             [
+                *home,
                 f"ListenAddress {self.address}:{self.port}",
                 f"HostKey {self.host_key}",
                 f"PidFile {self.pidfile}",
@@ -309,15 +327,41 @@ def _bindable(address: str, port: int) -> bool:
     return True
 
 
-def _without_login_rc(argv: list[str]) -> list[str]:
+def login_rc_isolation() -> str:
+    """How test hosts hide ~/.bashrc here: $AEP_TEST_SSHD_ISOLATION if set, else "mount" where
+    a mount namespace can be made (probed once per process), else "home"."""
+    forced = os.environ.get(ISOLATION_ENV, "").strip()
+    if forced:
+        if forced not in ISOLATIONS:
+            raise ValueError(f"{ISOLATION_ENV}={forced!r}: expected one of {', '.join(ISOLATIONS)}")
+        return forced
+    if not (Path.home() / ".bashrc").exists():
+        return "none"  # nothing to hide
+    return "mount" if _mount_namespace_works() else "home"
+
+
+@functools.lru_cache(maxsize=1)
+def _mount_namespace_works() -> bool:
+    """Can this process run the "mount" wrapper? Not as a non-root user, nor in an unprivileged
+    container or a chroot ("cannot change root filesystem propagation")."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(_without_login_rc(["/bin/true"], "mount"), stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=30)
+    return probe.returncode == 0
+
+
+def _without_login_rc(argv: list[str], isolation: str) -> list[str]:
     """Hide this machine's ~/.bashrc from the test host's SSH sessions.
 
     bash sources ~/.bashrc for every SSH command; on machines whose ~/.bashrc runs
     `pyenv init` its rehash lock stalls concurrent sessions for up to 60 s, which no real
-    fleet host has. sshd runs in its own mount namespace with /dev/null bound over the file.
+    fleet host has. "mount": sshd runs in its own mount namespace with /dev/null bound over the
+    file. "home" needs no wrapper: the sessions' HOME (SetEnv in sshd_config) has no .bashrc,
+    and bash looks for ~/.bashrc in $HOME.
     """
     rc = Path.home() / ".bashrc"
-    if os.geteuid() != 0 or not rc.exists() or shutil.which("unshare") is None:
+    if isolation != "mount" or not rc.exists():
         return argv
     return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
             'mount --bind /dev/null "$0" && exec "$@"', str(rc), *argv]

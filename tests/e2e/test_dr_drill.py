@@ -30,7 +30,7 @@ def test_drill_passes_reports_and_is_repeatable(cli, local_env, tmp_path):
     assert "recovery stopping before commit" in report["recovery_stop"]
     md = (local_env / "reports" / f"dr-drill-{report['run_id']}.md").read_text()
     assert "| check_markers | passed |" in md and "RTO (restore start to verified, writable)" in md
-    metrics = (local_env / "metrics" / "aep_ops_dr.prom").read_text()
+    metrics = (local_env / "metrics" / "aep_ops_dr_local.prom").read_text()
     assert 'aep_ops_dr_result{env="local"} 1.000' in metrics
     assert "# TYPE aep_ops_dr_rto_seconds gauge" in metrics
     assert cli("pitr.list", check_rc=0).stdout.strip() == "no restored clusters", "scratch removed"
@@ -47,7 +47,7 @@ def test_drill_passes_reports_and_is_repeatable(cli, local_env, tmp_path):
 
 def test_failed_check_exits_5_keeps_scratch_and_keeps_last_success(cli, local_env):
     drill(cli, check_rc=0)
-    metrics = local_env / "metrics" / "aep_ops_dr.prom"
+    metrics = local_env / "metrics" / "aep_ops_dr_local.prom"
     last_success = [ln for ln in metrics.read_text().splitlines()
                     if ln.startswith("aep_ops_dr_last_success_timestamp_seconds")]
     failing = drill(cli, env={"AEP_OPS_ENVIRONMENTS__LOCAL__DRILL__SMOKE_QUERIES": "select * from no_such_table"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import socket
 import time
 
@@ -77,7 +78,7 @@ def test_unknown_host_key_is_refused(ssh_host, tmp_path):
     message = str(caught.value)
     assert f"{ssh_host.address}:{ssh_host.port}" in message
     assert ssh_host.host_key_fingerprint in message
-    assert f"ssh-keyscan -p {ssh_host.port} -t ed25519 {ssh_host.address} >> {empty}" in message
+    assert f"ssh-keyscan -p {ssh_host.port} -t ed25519 -- {ssh_host.address} >> {empty}" in message
     assert "out of band" in message
     assert not (tmp_path / "should-not-exist").exists()
 
@@ -168,7 +169,7 @@ def test_identity_problems_are_one_line_naming_the_file(ssh_host, tmp_path):
     locked = tmp_path / "locked_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret-phrase", "-f", str(locked)], check=True)
 
-    for path, expected in ((missing, "does not exist"), (garbage, "cannot read SSH identity"),
+    for path, expected in ((missing, "does not exist"), (garbage, "is not a private key aep-ops can load"),
                            (locked, "passphrase-protected")):
         with ssh_host.executor(identity=path) as ex, pytest.raises(ExecutionError) as caught:
             ex.run(["true"])
@@ -228,3 +229,55 @@ def test_a_detached_command_returns_its_status_and_this_attempts_output(ssh_host
     assert second.ok and second.stdout.splitlines()[-1] == "two" and "one" not in second.stdout
     assert log.read_text().count("== exit ") == 2
     assert missing.exit_status == 1 and "no-such-dir" in missing.stderr, "no log, no upgrade"
+
+
+@pytest.fixture
+def no_mount_namespaces(tmp_path, monkeypatch):
+    """This machine as an unprivileged container sees it: `unshare --mount` fails as it does there,
+    and there is a ~/.bashrc to hide (HOME of this process points at one). The probe is cached per
+    process, so its answer is cleared before and after."""
+    from aep_ops.testing import sshd
+
+    home = tmp_path / "operator-home"
+    home.mkdir()
+    (home / ".bashrc").write_text("echo operator-rc\n")
+    monkeypatch.setenv("HOME", str(home))
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    unshare = shims / "unshare"
+    unshare.write_text("#!/bin/sh\necho 'unshare: cannot change root filesystem propagation: Permission denied' >&2\n"
+                       "exit 1\n")
+    unshare.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}:{os.environ['PATH']}")
+    monkeypatch.delenv(sshd.ISOLATION_ENV, raising=False)
+    sshd._mount_namespace_works.cache_clear()
+    yield sshd
+    sshd._mount_namespace_works.cache_clear()
+
+
+def test_without_mount_namespaces_sessions_get_a_home_of_their_own(no_mount_namespaces, ssh_host_factory):
+    """Where `unshare --mount` fails, test hosts still start, and their SSH sessions do not read this
+    machine's ~/.bashrc: bash reads $HOME/.bashrc, and HOME is the host's own directory."""
+    sshd = no_mount_namespaces
+    assert sshd.login_rc_isolation() == "home", "the probe saw unshare fail"
+
+    host = ssh_host_factory()
+
+    assert host.isolation == "home"
+    (host.home / ".bashrc").write_text("echo rc-of-the-test-host\n")  # proves which ~/.bashrc bash reads
+    with host.executor() as ex:
+        result = ex.run_shell('echo "HOME=$HOME"')
+    assert result.ok, result.stderr
+    assert result.stdout.splitlines() == ["rc-of-the-test-host", f"HOME={host.home}"]
+
+
+def test_the_home_fallback_can_be_forced_by_environment(ssh_host_factory, monkeypatch):
+    from aep_ops.testing import sshd
+
+    monkeypatch.setenv(sshd.ISOLATION_ENV, "home")
+    host = ssh_host_factory()
+    with host.executor() as ex:
+        assert ex.run(["sh", "-c", 'echo "$HOME"']).stdout == f"{host.home}\n"
+    monkeypatch.setenv(sshd.ISOLATION_ENV, "chroot")
+    with pytest.raises(ValueError, match="AEP_TEST_SSHD_ISOLATION='chroot': expected one of mount, home, none"):
+        ssh_host_factory()

@@ -43,3 +43,12 @@ def run_json(cli, *args, rc=None):
     if rc is not None:
         assert proc.returncode == rc, (proc.returncode, proc.stdout, proc.stderr)
     return proc, json.loads(proc.stdout)
+
+
+def one_error_line(proc, *never: str) -> str:
+    """The one line a user mistake gives on stderr (JSON log lines aside); none of ``never`` anywhere."""
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith("{")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    for text in never:
+        assert text not in proc.stderr + proc.stdout
+    return lines[0]

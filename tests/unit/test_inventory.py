@@ -9,6 +9,7 @@ import pytest
 from aep_ops import config
 from aep_ops.errors import ConfigError, UsageError
 from aep_ops.fleet.inventory import DEFAULT_PARALLEL, Host, executor_for, hosts_for, parallel_for, parse_host_spec
+from aep_ops.testing.sshd import generate_key
 from tests.conftest import write_config
 
 FLEET = """
@@ -16,7 +17,7 @@ environments:
   fleet:
     production: false
     backend: local
-    ssh: {user: deploy, identity: /keys/id_ed25519, known_hosts: KNOWN, connect_timeout: 4, command_timeout: 30}
+    ssh: {user: deploy, identity: IDENTITY, known_hosts: KNOWN, connect_timeout: 4, command_timeout: 30}
     hosts:
       - {name: api1, address: 10.0.1.11, role: api, instance_id: i-0001, health_url: "http://10.0.1.11:3000/health"}
       - {name: api2, address: 10.0.1.12, port: 2200, user: admin, role: api}
@@ -31,7 +32,9 @@ environments:
 def settings(tmp_path, monkeypatch):
     known = tmp_path / "known_hosts"
     known.write_text("")
-    write_config(tmp_path / "c.yaml", FLEET.replace("KNOWN", str(known)), monkeypatch)
+    generate_key(tmp_path / "id_ed25519")
+    write_config(tmp_path / "c.yaml", FLEET.replace("KNOWN", str(known)).replace("IDENTITY", str(tmp_path / "id_ed25519")),
+                 monkeypatch)
     return config.load("fleet")
 
 
@@ -87,12 +90,13 @@ def test_duplicate_inventory_names_are_refused(tmp_path, monkeypatch):
 def test_executor_takes_ssh_settings_and_flags_win(settings, tmp_path):
     host = hosts_for(settings)[1]
     ex = executor_for(settings, host)
-    assert (ex.host, ex.port, ex.user, ex.identity) == ("10.0.1.12", 2200, "admin", "/keys/id_ed25519")
+    assert (ex.host, ex.port, ex.user, ex.identity) == ("10.0.1.12", 2200, "admin", str(tmp_path / "id_ed25519"))
     assert (ex.connect_timeout, ex.command_timeout) == (4, 30)
     other = tmp_path / "other_known"
     other.write_text("")
-    ex = executor_for(settings, host, identity="/k2", known_hosts=str(other))
-    assert (ex.identity, ex.known_hosts) == ("/k2", str(other))
+    generate_key(tmp_path / "k2")
+    ex = executor_for(settings, host, identity=str(tmp_path / "k2"), known_hosts=str(other))
+    assert (ex.identity, ex.known_hosts) == (str(tmp_path / "k2"), str(other))
 
 
 def test_missing_known_hosts_names_the_key_and_fleet_trust(tmp_path, monkeypatch):
@@ -109,13 +113,14 @@ def test_missing_known_hosts_names_the_key_and_fleet_trust(tmp_path, monkeypatch
 def test_parallelism_is_the_flag_else_inventory_parallel_else_ten(tmp_path, monkeypatch):
     """One default for fleet.run, fleet.facts and patch.rolling's probes."""
     write_config(tmp_path / "p.yaml", "environments: {plain: {production: false, backend: local},"
-                 " tuned: {production: false, backend: local, inventory: {parallel: 3}},"
-                 " broken: {production: false, backend: local, inventory: {parallel: -1}}}\n", monkeypatch)
+                 " tuned: {production: false, backend: local, inventory: {parallel: 3}}}\n", monkeypatch)
     assert parallel_for(config.load("plain")) == DEFAULT_PARALLEL == 10
     assert parallel_for(config.load("tuned")) == 3 and parallel_for(config.load("tuned"), 7) == 7
     with pytest.raises(UsageError, match=r"^--parallel must be at least 1, not -2$"):
         parallel_for(config.load("plain"), -2)
-    with pytest.raises(UsageError, match=r"environments\.broken\.inventory\.parallel must be at least 1"):
+    write_config(tmp_path / "b.yaml", "environments: {broken: {production: false, backend: local,"
+                 " inventory: {parallel: -1}}}\n", monkeypatch)
+    with pytest.raises(UsageError, match=r"environments\.broken\.inventory\.parallel"):  # at load, or here
         parallel_for(config.load("broken"))
 
 

@@ -95,6 +95,16 @@ class DatabaseBackend(ABC):
     @abstractmethod
     def discard(self, name: str) -> bool: ...
 
+    def stop_restored(self, name: str) -> bool:
+        """Stop what serves or writes copy ``name`` on this machine, keeping its files (a run
+        interrupted after the restore); False when nothing ran. Default: nothing runs here."""
+        return False
+
+    def abandon_restore(self, name: str) -> bool:
+        """A restore into ``name`` was interrupted: stop it and remove the half-made copy.
+        Default (provider-managed): the provider's restore goes on; the next drill reaps it."""
+        return False
+
     @abstractmethod
     def copies(self) -> list[dict[str, Any]]: ...
 

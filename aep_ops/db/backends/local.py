@@ -119,7 +119,12 @@ class Backend(DatabaseBackend):
         copy = locations.restored_copy(self.settings, name)
         if copy is None:
             raise VerificationFailed(f"the restored copy {name} is gone; run again")
-        with copy.cluster(self.settings).connect(self.db.dbname) as conn:
+        cluster = copy.cluster(self.settings)
+        if copy.meta.get("stopped_by_interrupt") and cluster.postmaster_pid() is None:
+            cluster.start()  # an interrupted drill stopped it; its resume needs it back
+            copy.meta.pop("stopped_by_interrupt")
+            copy.save()
+        with cluster.connect(self.db.dbname) as conn:
             conn.autocommit = True
             yield conn
 
@@ -129,6 +134,19 @@ class Backend(DatabaseBackend):
         return shutil.disk_usage(root).free
 
     def discard(self, name: str) -> bool:
+        return discard(self.settings, name)
+
+    def stop_restored(self, name: str) -> bool:
+        copy = locations.restored_copy(self.settings, name)
+        if copy is None:
+            return False
+        stopped = stop_copy(copy.cluster(self.settings))
+        if stopped:
+            copy.meta["stopped_by_interrupt"] = True
+            copy.save()
+        return stopped
+
+    def abandon_restore(self, name: str) -> bool:
         return discard(self.settings, name)
 
     def copies(self) -> list[dict[str, Any]]:
@@ -252,10 +270,20 @@ def discard(settings: Any, name: str) -> bool:
         return False
     if copy.meta.get("cutover"):
         raise UsageError(f"restore {name} is the database the application was cut over to; refusing to remove it")
-    cluster = copy.cluster(settings)
-    if cluster.postmaster_pid() is not None:
-        cluster.stop(mode="immediate")  # its files are deleted next: a shutdown checkpoint is wasted work
+    stop_copy(copy.cluster(settings))  # its files are deleted next: stopped at once, no checkpoint
     _remove_soon(base)
+    return True
+
+
+def stop_copy(cluster: Any) -> bool:
+    """Stop a pgBackRest restore still writing into the copy (a killed run's) and its server
+    (immediate: no checkpoint). True when something was running."""
+    from aep_ops.pg import orphans
+
+    writers = orphans.stop_writers(cluster.datadir)
+    if cluster.postmaster_pid() is None:  # not running, or started an instant ago: no pid file yet
+        return bool(orphans.stop_postmasters(cluster.datadir) or writers)
+    cluster.stop(mode="immediate")
     return True
 
 
@@ -281,11 +309,7 @@ def _ensure_base(copy: locations.RestoredCopy) -> None:
 def _clear_partial(cluster: Any) -> None:
     """A killed restore may have left a server running, a pgBackRest restore still writing, or
     files behind: stop them, empty the dir."""
-    from aep_ops.pg import orphans
-
-    orphans.stop_writers(cluster.datadir)
-    if cluster.postmaster_pid() is not None:
-        cluster.stop(mode="immediate")
+    stop_copy(cluster)
     if cluster.datadir.exists():
         shutil.rmtree(cluster.datadir)
 
