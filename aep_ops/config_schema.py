@@ -160,6 +160,12 @@ BACKUP = Section({
     "pgbackrest_bin": _path("path of the pgbackrest program (default /usr/bin/pgbackrest)"),
     "max_age_hours": _int("a drill takes a new backup when the newest is older than this", 1, 24 * 366),
     "s3": S3_REPO,
+    "timeouts": Section({  # pgBackRest's own deadlines (aep_ops.pg.pgbackrest.Timeouts)
+        "io": _int("seconds one read or write to a repository may stall (default 30)", 1, 3600),
+        "db": _int("seconds one PostgreSQL query of pgBackRest may take (default 1800)", 1, DAY),
+        "protocol": _int("seconds a silent pgBackRest worker is waited for; above db (default db + 30)", 2, DAY + 60),
+        "archive": _int("seconds archive-push waits for the asynchronous pusher (default 60)", 1, 3600),
+    }),
 })
 
 DRILL = Section({

@@ -79,7 +79,7 @@ def local_db(settings: Any) -> LocalDb:
 
 def backrest_config(settings: Any, cluster: Any) -> Any:
     """The pgBackRest configuration of this environment (secrets of repo2 resolved now)."""
-    from aep_ops.pg.pgbackrest import PgBackRestConfig
+    from aep_ops.pg.pgbackrest import PgBackRestConfig, Timeouts
 
     backup = settings.env.get("backup") or {}
     base = settings.state_dir / "pgbackrest"
@@ -97,6 +97,7 @@ def backrest_config(settings: Any, cluster: Any) -> Any:
         repo1_retention_full=int(backup.get("retention_full") or 2),
         process_max=int(backup.get("process_max") or 2),
         repo2=_s3_repo(settings, backup.get("s3")),
+        timeouts=Timeouts.from_settings(backup.get("timeouts")),
     )
 
 

@@ -65,10 +65,18 @@ class Timeouts:
     ``archive``: how long archive-push waits for the asynchronous pusher, and ``check`` for a segment.
     """
 
-    io: float = 5
-    db: float = 600
-    protocol: float = 630
+    io: float = 30
+    db: float = 1800
+    protocol: float = 1830
     archive: float = 60
+
+    @classmethod
+    def from_settings(cls, values: dict | None) -> "Timeouts":
+        """``backup.timeouts`` of an environment; protocol follows db unless it is set."""
+        values = values or {}
+        db = float(values.get("db") or cls.db)
+        return cls(io=float(values.get("io") or cls.io), db=db,
+                   protocol=float(values.get("protocol") or db + 30), archive=float(values.get("archive") or cls.archive))
 
     def __post_init__(self) -> None:
         if min(self.io, self.db, self.protocol, self.archive) <= 0:
@@ -320,9 +328,12 @@ class PgBackRest:
             return f"repo2 (S3 endpoint {r.endpoint}:{r.port}, bucket {r.bucket})"
         return f"repo1 ({self.config.repo1_path})" if repo == 1 else f"repo{repo}"
 
-    def repo_problem(self, repo: int, *, timeout: float = 120) -> str | None:
+    def repo_problem(self, repo: int, *, timeout: float | None = None) -> str | None:
         """Why repo N cannot serve this stanza now (pgBackRest's own words), None when it can.
-        ``info --repo=N`` reads that repo alone; pgBackRest 2.45's ``check`` has no ``--repo``."""
+        ``info --repo=N`` reads that repo alone; pgBackRest 2.45's ``check`` has no ``--repo``.
+        The outer deadline leaves room for pgBackRest's own retries of a stalled request, so its
+        message (naming the endpoint) is what ends a dead repository, not ours."""
+        timeout = timeout if timeout is not None else max(120.0, 6 * self.config.timeouts.io + 30)
         try:
             text = self._run("info", f"--repo={repo}", "--output=json", timeout=timeout).stdout
         except StepFailed as exc:

@@ -32,6 +32,8 @@ def _point_repo2_at(port: int, monkeypatch) -> locations.LocalDb:
                        "KEY": "env:AEP_TEST_S3_KEY", "KEY_SECRET": "env:AEP_TEST_S3_SECRET",
                        "CIPHER_PASS": "env:AEP_TEST_CIPHER_PASS"}.items():
         monkeypatch.setenv(prefix + key, value)
+    # a dead repository fails after a few io-timeouts; 5 s (default 30) keeps the test short
+    monkeypatch.setenv("AEP_OPS_ENVIRONMENTS__LOCAL__BACKUP__TIMEOUTS__IO", "5")
     db = locations.local_db(config.load("local"))
     db.backrest.write_config()
     return db
