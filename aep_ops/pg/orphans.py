@@ -42,16 +42,23 @@ def postmasters_of(datadir: str | os.PathLike[str]) -> list[int]:
 
 def stop_postmasters(datadir: str | os.PathLike[str], *, grace: float = 10.0) -> list[int]:
     """SIGQUIT (PostgreSQL's immediate shutdown) every postmaster of DATADIR, SIGKILL after ``grace``."""
-    pids = left = postmasters_of(datadir)
-    for signum in (signal.SIGQUIT, signal.SIGKILL):
+    return _stop(lambda: postmasters_of(datadir), signal.SIGQUIT, grace,
+                 lambda left: f"PostgreSQL processes {left} of {datadir} survive SIGKILL; stop them by hand")
+
+
+def _stop(find: Callable[[], list[int]], first: int, grace: float, survivors: Callable[[list[int]], str]) -> list[int]:
+    """Signal what ``find`` returns with ``first``, then SIGKILL what is left after ``grace``;
+    return only once none is alive (the PIDs found at the start)."""
+    pids = left = find()
+    for signum in (first, signal.SIGKILL):
         if not left:
             return pids
         _signal(left, signum)
         deadline = time.monotonic() + grace
-        while (left := postmasters_of(datadir)) and time.monotonic() < deadline:
+        while (left := find()) and time.monotonic() < deadline:
             time.sleep(0.05)
     if left:
-        raise StepFailed(f"PostgreSQL processes {left} of {datadir} survive SIGKILL; stop them by hand")
+        raise StepFailed(survivors(left))
     return pids
 
 
@@ -73,19 +80,11 @@ def _with_argv(match: Callable[[list[bytes]], bool]) -> list[int]:
 def stop_writers(datadir: str | os.PathLike[str], *, grace: float = 10.0) -> list[int]:
     """SIGTERM every writer of DATADIR, SIGKILL what is left after ``grace`` seconds, and
     return only once none is alive. Returns the PIDs that were stopped."""
-    pids = left = writers_of(datadir)
-    if pids:
-        log.warning("pg.orphans.stopping", datadir=str(datadir), pids=pids)
-    for signum in (signal.SIGTERM, signal.SIGKILL):
-        if not left:
-            return pids
-        _signal(left, signum)
-        deadline = time.monotonic() + grace
-        while (left := writers_of(datadir)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    if left:
-        raise StepFailed(f"processes {left} still write into {datadir} after SIGKILL; stop them by hand, then resume")
-    return pids
+    found = writers_of(datadir)
+    if found:
+        log.warning("pg.orphans.stopping", datadir=str(datadir), pids=found)
+    return _stop(lambda: writers_of(datadir), signal.SIGTERM, grace,
+                 lambda left: f"processes {left} still write into {datadir} after SIGKILL; stop them by hand, then resume")
 
 
 def _signal(pids: list[int], signum: int) -> None:
