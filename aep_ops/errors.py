@@ -15,6 +15,13 @@ class UsageError(AepError):
     """Bad input from the user: a flag, an argument, a target time. Nothing was changed."""
 
 
+def refuse_blank(flag: str, value: object, what: str) -> None:
+    """A flag given explicitly with an empty or blank value is a mistake (an unset shell
+    variable), never a request for the default or for everything: UsageError, exit 2."""
+    if value is not None and not isinstance(value, bool) and not str(value).strip():
+        raise UsageError(f"{flag} is empty: {what}")
+
+
 class ConfigError(UsageError):
     """The configuration is invalid: unknown key, wrong type, missing value, bad secret reference."""
 

@@ -82,10 +82,10 @@ def redact_obj(obj: Any) -> Any:
         return obj
     if isinstance(obj, dict):
         return {redact_obj(k) if isinstance(k, str) else k: redact_obj(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(redact_obj(v) for v in obj) if type(obj) in (list, tuple) else [redact_obj(v) for v in obj]
-    if isinstance(obj, (set, frozenset)):
-        return [redact_obj(v) for v in sorted(obj, key=str)]
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = sorted(obj, key=str) if isinstance(obj, (set, frozenset)) else obj
+        masked = [redact_obj(v) for v in items]
+        return tuple(masked) if type(obj) is tuple else masked  # a named tuple is written as a list, as JSON does
     return redact(str(obj))
 
 

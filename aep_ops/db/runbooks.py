@@ -19,7 +19,7 @@ from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan
 from aep_ops.db.backends import backend_class
 from aep_ops.db.source import SourceStep, backup_outputs, config_drift, reload, source
-from aep_ops.errors import AepError, StepFailed, UsageError, VerificationFailed
+from aep_ops.errors import AepError, StepFailed, VerificationFailed
 from aep_ops.log import get_logger
 
 log = get_logger(__name__)
@@ -270,6 +270,4 @@ SETUP_STEPS = [EnsureSourceCluster, EnsureAppDatabase, EnsureStanza, EnsureRecen
          bounds={"scale": (0, 1000)})
 def setup(ctx: RunContext, *, scale: int = 0) -> None:
     """Refuse bad input and an unreachable state dir before anything is created."""
-    if not 0 <= int(scale) <= 10_000:
-        raise UsageError("--scale must be between 1 and 10000 (0: from the configuration)")
     backend_class(ctx.settings).check_usable(ctx.settings)

@@ -91,10 +91,22 @@ def _prepare(rb: Runbook, settings: Any, params: dict[str, Any], options: RunOpt
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise UsageError(f"{rb.id}: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(known) or 'none'})")
-    params = {name: params.get(name, default) for name, default in known.items()}
+    params = {p.name: _bounded(p, params.get(p.name, p.default)) for p in rb.params}
     ctx = RunContext(settings=settings, runbook_id=rb.id, params=dict(params), options=options, run_id=run_id, out=out)
     rb.func(ctx, **params)  # validates input before anything is touched
     return ctx
+
+
+def _bounded(param: Any, value: Any) -> Any:
+    """A numeric parameter within its declared range (``@runbook(bounds=...)``), checked here so
+    that every front door gets the same answer: ``--scale -3: expected a whole number from 0 to 1000``."""
+    if param.kind not in (int, float) or value is None:
+        return value
+    from aep_ops.numbers import number
+
+    low, high = param.bounds
+    return number(f"--{param.name.replace('_', '-')}", value, param.kind, default=param.default,
+                  minimum=low, maximum=high)
 
 
 def _plan(rb: Runbook, ctx: RunContext, anchors: dict[str, str]) -> RunResult:

@@ -117,10 +117,11 @@ class EnsureTrusted(Step):
 def trust(ctx: RunContext, *, host: str = "", port: int = 0, known_hosts: str | None = None) -> None:
     """Which host and which file, before anything is read or written."""
     from aep_ops.fleet.hostkeys import trust_target
-    from aep_ops.tasks.frontdoor import refuse_blank
+    from aep_ops.errors import refuse_blank
+    from aep_ops.fleet.sshsetup import KNOWN_HOSTS_BLANK
 
     if not ctx.options.resume:
-        refuse_blank("--known-hosts", known_hosts, "name the file, or leave the flag out for ssh.known_hosts")
+        refuse_blank("--known-hosts", known_hosts, KNOWN_HOSTS_BLANK)
 
     address, ssh_port, path = trust_target(ctx.settings, host, port, known_hosts)
     ctx.params.update(address=address, ssh_port=ssh_port, known_hosts_file=path)

@@ -13,7 +13,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aep_ops.errors import ConfigError
+from aep_ops.errors import ConfigError, refuse_blank
+
+KNOWN_HOSTS_BLANK = "name the file, or leave the flag out for ssh.known_hosts"
+
+
+def ssh_file_flags(identity: str | None, known_hosts: str | None) -> None:
+    """``--identity ""`` / ``--known-hosts ""`` (an unset variable) is a mistake, never "the
+    configured file": exit 2 before anything else (fleet.run, fleet.facts, patch.rolling)."""
+    refuse_blank("--identity", identity, "name the key file, or leave the flag out for ssh.identity")
+    refuse_blank("--known-hosts", known_hosts, KNOWN_HOSTS_BLANK)
 
 
 def ssh_files(settings: Any, *, identity: str | None = None, known_hosts: str | None = None,

@@ -357,8 +357,7 @@ def rolling(ctx: RunContext, *, role: str | None = None, batch: str = "1", canar
     None: the flag was not given; given but blank is refused. The SSH identity and known_hosts
     are checked here too, so a bad path is exit 2 before the journal, the lock or any host."""
     from aep_ops.fleet.inventory import hosts_flag, role_flag
-    from aep_ops.fleet.sshsetup import ssh_files
-    from aep_ops.tasks.frontdoor import refuse_blank
+    from aep_ops.fleet.sshsetup import ssh_file_flags, ssh_files
 
     parse_size(batch, "--batch", zero_ok=False)
     parse_size(max_failed, "--max-failed", zero_ok=True)
@@ -367,7 +366,6 @@ def rolling(ctx: RunContext, *, role: str | None = None, batch: str = "1", canar
     if not ctx.options.resume:  # a resumed run's parameters are its journaled ones
         hosts_flag(hosts)
         role_flag(role)
-        refuse_blank("--identity", identity, "name the key file, or leave the flag out for ssh.identity")
-        refuse_blank("--known-hosts", known_hosts, "name the file, or leave the flag out for ssh.known_hosts")
+        ssh_file_flags(identity, known_hosts)
     ssh_files(ctx.settings, identity=identity or None, known_hosts=known_hosts or None)
     ctx.params.update(role=role, hosts=hosts, canary=int(canary))

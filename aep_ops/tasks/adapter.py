@@ -13,8 +13,9 @@ from dataclasses import asdict
 from typing import Any, Callable
 
 from aep_ops.engine.runbook import Runbook
+from aep_ops.errors import refuse_blank
 from aep_ops.tasks.frontdoor import (RUN_STATUS_EXIT, check_output_path, front_door, load_settings, print_json,
-                                     refuse_blank, stdout_gone, write_json)
+                                     stdout_gone, write_json)
 
 COMMON_HELP = {
     "env": "environment to act on (local, dev, staging, prod; default: local)",
@@ -25,7 +26,7 @@ COMMON_HELP = {
     "json": "print the result as JSON on stdout (--json PATH: write it to PATH instead)",
 }
 COMMON = ("env", "dry_run", "resume", "yes", "set", "json")
-NUMBERS = {int: "a whole number", float: "a number"}  # parameter kinds parsed by tasks.args.number
+NUMBERS = {int: "a whole number", float: "a number"}  # parameter kinds parsed by aep_ops.numbers.number
 
 
 def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = None) -> Any:
@@ -89,17 +90,16 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
 
 
 def _typed(rb: Runbook, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Runbook parameters only, converted to the type of their default (invoke passes strings)."""
-    from aep_ops.tasks.args import number
+    """Runbook parameters only, converted to the type of their default (invoke passes strings);
+    the engine checks their bounds."""
+    from aep_ops.numbers import number
 
     out = {}
     for p in rb.params:
         value = kwargs.get(p.name)
         value = p.default if value is None else value
         if p.kind in NUMBERS:
-            low, high = p.bounds
-            value = number(f"--{p.name.replace('_', '-')}", value, p.kind, default=p.default, what=NUMBERS[p.kind],
-                           minimum=low, maximum=high)
+            value = number(f"--{p.name.replace('_', '-')}", value, p.kind, default=p.default, what=NUMBERS[p.kind])
         out[p.name] = value
     return out
 

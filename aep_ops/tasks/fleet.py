@@ -15,8 +15,9 @@ from invoke import task
 from invoke.exceptions import Exit
 
 from aep_ops.fleet.defaults import DEFAULT_PARALLEL, DEFAULT_TIMEOUT
-from aep_ops.tasks.args import number
-from aep_ops.tasks.frontdoor import EXIT_FAILED, front_door, load_settings, print_json, refuse_blank
+from aep_ops.fleet.sshsetup import ssh_file_flags
+from aep_ops.numbers import number
+from aep_ops.tasks.frontdoor import EXIT_FAILED, front_door, load_settings, print_json
 
 _COMMON_HELP = {
     "env": "environment (default: local)",
@@ -44,7 +45,7 @@ def run(c, env=None, role=None, hosts=None, identity=None, known_hosts=None, par
         from aep_ops.fleet.commands import run_command
         from aep_ops.fleet.inventory import hosts_flag, role_flag
 
-        _ssh_flags(identity, known_hosts)
+        ssh_file_flags(identity, known_hosts)
         settings = load_settings(env, set or [])
         result = run_command(
             settings, command if command is not None else remainder(), role=role_flag(role), hosts=hosts_flag(hosts),
@@ -66,7 +67,7 @@ def facts(c, env=None, role=None, hosts=None, identity=None, known_hosts=None, p
         from aep_ops.fleet.facts import gather_facts
         from aep_ops.fleet.inventory import hosts_flag, role_flag
 
-        _ssh_flags(identity, known_hosts)
+        ssh_file_flags(identity, known_hosts)
         settings = load_settings(env, set or [])
         rows = gather_facts(settings, role=role_flag(role), hosts=hosts_flag(hosts), identity=identity,
                             known_hosts=known_hosts, parallel=_parallel(parallel), timeout=_timeout(timeout))
@@ -95,11 +96,6 @@ def _timeout(value: object) -> float:
     return number("--timeout", value, float, default=DEFAULT_TIMEOUT, what="a number of seconds", above=0,
                   maximum=86400)
 
-
-def _ssh_flags(identity: str | None, known_hosts: str | None) -> None:
-    """``--identity ""`` (an unset variable) is a mistake, not "the configured key"."""
-    refuse_blank("--identity", identity, "name the key file, or leave the flag out for ssh.identity")
-    refuse_blank("--known-hosts", known_hosts, "name the file, or leave the flag out for ssh.known_hosts")
 
 
 def _print_run(result, show_output: bool) -> None:

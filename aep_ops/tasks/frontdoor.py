@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from aep_ops.errors import (AepError, ApprovalRequired, ConfigError, LockedError, SecretError, ToolMissing,
-                            UsageError, VerificationFailed)
+                            UsageError, VerificationFailed, refuse_blank)
 from aep_ops.redact import dumps, redact
 
 EXIT_OK = 0
@@ -157,10 +157,3 @@ def check_output_path(flag: str, path: str):  # -> pathlib.Path
     if not os.access(parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise UsageError(f"{flag} {path}: permission denied; choose a file you can write")
     return target
-
-
-def refuse_blank(flag: str, value: object, what: str) -> None:
-    """A flag given explicitly with an empty or blank value is a mistake (an unset shell
-    variable), never a request for the default or for everything: exit 2."""
-    if value is not None and not isinstance(value, bool) and not str(value).strip():
-        raise UsageError(f"{flag} is empty: {what}")

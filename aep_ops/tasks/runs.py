@@ -7,7 +7,7 @@ from dataclasses import asdict
 from invoke import task
 from invoke.exceptions import Exit
 
-from aep_ops.tasks.args import number
+from aep_ops.numbers import number
 from aep_ops.tasks.frontdoor import EXIT_USAGE, front_door, load_settings, print_json
 
 MAX_LIMIT = 10_000

@@ -1,4 +1,4 @@
-"""Numeric flags (issue 8 items 11, 12): ``tasks.args.number`` is the one parser and the one bound
+"""Numeric flags (issue 8 items 11, 12): ``aep_ops.numbers.number`` is the one parser and the one bound
 check, and every runbook declares the range of its numeric parameters with ``@runbook(bounds=...)``."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from aep_ops.engine import runbook as registry
 from aep_ops.engine.runbook import runbook
 from aep_ops.errors import UsageError
-from aep_ops.tasks.args import number
+from aep_ops.numbers import number
 
 
 @pytest.mark.parametrize("flag, value, kind, bounds, message", [
@@ -107,3 +107,14 @@ def test_the_seed_scale_allows_the_bench_and_refuses_a_billion_rows(runbook_id):
     for bad in ("1000000", "-3"):
         with pytest.raises(UsageError, match=f"^--scale {bad}: expected a whole number from 0 to 1000$"):
             number("--scale", bad, int, minimum=low, maximum=high)
+
+
+def test_the_engine_checks_the_bounds_whichever_front_door_calls_it():
+    """A timer or the chat front door calls the engine without the CLI adapter: same refusal."""
+    from aep_ops import config
+    from aep_ops.engine.runner import run_runbook
+
+    greet = registry.load_all()["demo.greet"]
+    with pytest.raises(UsageError, match=r"^--pause -1: expected a whole number from 0 to 3600$"):
+        run_runbook(greet, config.load("local"), params={"name": "x", "pause": -1}, dry_run=True)
+    assert run_runbook(greet, config.load("local"), params={"name": "x", "pause": 3600}, dry_run=True).status == "planned"

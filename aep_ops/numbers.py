@@ -1,7 +1,8 @@
-"""Turning command-line strings into typed values: one parser for every front door.
+"""Turning strings into bounded numbers: one parser for every front door.
 
 ``number`` is the one place a numeric flag is parsed and bounded: plain tasks call it with their
-bounds, the runbook adapter with each parameter's ``Param.bounds``.
+bounds, the engine (``engine.runner``) with each runbook parameter's ``Param.bounds``, whichever
+front door (CLI, timer, chat) supplied the value.
 """
 
 from __future__ import annotations
