@@ -119,6 +119,21 @@ class Settings:
         """The configuration as plain data with secret references shown, never resolved."""
         return _mask(self.data)
 
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        """Every value set for this run on the command line (``--set``) or by an ``AEP_OPS_*``
+        variable, ``{key: {"value": ..., "source": ...}}``: what a run records, so that an auditor
+        sees that it ran with changed settings. Secret references stay references; a value under
+        a secret-looking name is masked even so (redact masks resolved values when written)."""
+        out = {}
+        for path, source in sorted(self.sources.items()):
+            if not source.startswith(("--set ", "environment variable ")):
+                continue
+            value = _at(self.data, path.split("."))
+            if isinstance(value, dict) and value:
+                continue  # a section the override created on its way to its key
+            out[path] = {"value": _mask_named(path, _mask(value)), "source": source}
+        return out
+
 
 def load(env: str | None = None, overrides: Iterable[str] = (), *, environ: Mapping[str, str] | None = None) -> Settings:
     """Read every layer, validate, merge; ``env`` must name a configured environment."""
@@ -131,8 +146,8 @@ def load(env: str | None = None, overrides: Iterable[str] = (), *, environ: Mapp
             _merge(data, check_layer(read_yaml_file(path), str(path)), str(path), sources)
     for layer, source in _env_layers(environ):
         _merge(data, check_layer(layer, source), source, sources)
-    for item in overrides or ():
-        layer, source = _flag_layer(item)  # the source names the key only: the value may be a secret
+    for item in overrides or ():  # the source names the key only: the value may be a secret
+        layer, source = _flag_layer(item, _env_for_flags(env, data))
         _merge(data, check_layer(layer, source), source, sources)
     if data.get("state_dir") is None:
         data["state_dir"] = str(_default_state_dir(environ))
@@ -257,19 +272,32 @@ def _env_layers(environ: Mapping[str, str]) -> Iterable[tuple[dict, str]]:
         yield _one_key_layer(path, environ[name], f"environment variable {name}"), f"environment variable {name}"
 
 
-def _flag_layer(item: str) -> tuple[dict, str]:
+def _env_for_flags(env: str | None, data: dict) -> str:
+    """The environment an environment-relative ``--set drill.scale=2`` is about (checked later)."""
+    name = env or data.get("default_env") or "local"
+    return name if isinstance(name, str) and ENV_NAME.fullmatch(name) else "local"
+
+
+def _flag_layer(item: str, env_name: str = "local") -> tuple[dict, str]:
+    """``--set KEY=VALUE``; a KEY that starts with an environment's key (``drill.scale``, as the
+    runbooks write it) means that key of the environment of this run: ``environments.ENV.drill.scale``."""
+    from aep_ops.config_keys import environment_relative
+
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise UsageError(f"--set {preview(item)}: expected KEY=VALUE, e.g. --set log.level=debug")
     source = f"--set {preview_text(key)}"
-    return _one_key_layer(key.split("."), value, source), source
+    path = key.split(".")
+    full = environment_relative(path, env_name) or path
+    return _one_key_layer(full, value, source, env_name, typed=key), source
 
 
-def _one_key_layer(path: list[str], raw: str, source: str) -> dict:
+def _one_key_layer(path: list[str], raw: str, source: str, env_name: str = "local", typed: str | None = None) -> dict:
     """Turn ``a.b.c`` + text into ``{a: {b: {c: value}}}``, typed by the schema."""
     node = schema_at(path)
     if node is None:
-        raise ConfigError(f"{source}: unknown key {preview('.'.join(path))}")
+        typed = ".".join(path) if typed is None else typed
+        raise ConfigError(f"{source}: unknown key {preview(typed)}{_did_you_mean(typed, source, env_name)}")
     value: Any = raw
     kind = getattr(node, "kind", None)
     if kind in (int, bool, list) or kind is None:
@@ -282,6 +310,19 @@ def _one_key_layer(path: list[str], raw: str, source: str) -> dict:
     for part in reversed(path):
         layer = {part: layer}
     return layer
+
+
+def _did_you_mean(typed: str, source: str, env_name: str) -> str:
+    """``; did you mean drill.smoke_queries?`` (as a variable name for a variable), or nothing."""
+    from aep_ops.config_keys import nearest_key
+
+    variable = source.startswith("environment variable ")
+    near = nearest_key(typed, env_name, relative=not variable)
+    if near is None:
+        return " (see `inv config.show`)"
+    if variable:
+        near = ENV_PREFIX + "__".join(part.upper() for part in near.split("."))
+    return f"; did you mean {near}? (see `inv config.show`)"
 
 
 def _merge(into: dict, layer: dict, source: str, sources: dict[str, str], prefix: str = "") -> None:
@@ -315,6 +356,24 @@ def _xdg_home(environ: Mapping[str, str], name: str, fallback: str) -> str:
     """An XDG base directory; a relative or empty one is ignored, as the XDG spec says."""
     value = environ.get(name) or ""
     return value if os.path.isabs(value) and "\0" not in value else str(Path.home() / fallback)
+
+
+_SECRET_NAMES = ("password", "passwd", "secret", "token", "key", "passphrase", "dsn", "credential", "cipher")
+
+
+def _mask_named(path: str, value: Any) -> Any:
+    last = path.rsplit(".", 1)[-1].lower()
+    if value is None or str(value).startswith("<secret ") or not any(n in last for n in _SECRET_NAMES):
+        return value
+    return "****"
+
+
+def _at(data: Any, parts: list[str]) -> Any:
+    for part in parts:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(part)
+    return data
 
 
 def _mask(obj: Any) -> Any:

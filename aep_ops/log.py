@@ -124,6 +124,8 @@ def configure(state_dir: Path, *, level: str = "info", stream: Any = None, tty: 
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, console],
             foreign_pre_chain=shared))
         stream_handler.setLevel(logging.WARNING if tty else _level(level))
+        if tty:
+            stream_handler.addFilter(_not_said_on_terminal)
         root = logging.getLogger()
         for handler in list(root.handlers):
             if getattr(handler, "_aep_ops", False):
@@ -185,6 +187,19 @@ def append_whole(fd: int, data: bytes) -> None:
         size = os.fstat(fd).st_size
         os.ftruncate(fd, max(0, size - written))
         raise OSError(28, "No space left on device (the partial line was removed)")
+
+
+# Events a person on a terminal already reads in the run's own words (a step's failure in the
+# result, a crash as "internal error", a taken-over lock as a "note:" line, a reaped copy as a
+# progress line): the terminal's console lines leave them out so nothing is said twice. The log
+# file keeps them, and so does stderr off a terminal, where every event is a JSON line.
+SAID_ON_TERMINAL = frozenset({"step.failed", "step.crash", "internal_error", "lock.stale_taken_over",
+                              "step.interrupted.cleanup_failed", "dr.scratch.reaped"})
+
+
+def _not_said_on_terminal(record: logging.LogRecord) -> bool:
+    event = record.msg.get("event") if isinstance(record.msg, dict) else None
+    return event not in SAID_ON_TERMINAL
 
 
 def _level(name: str) -> int:

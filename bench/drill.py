@@ -49,7 +49,6 @@ BIN = Path(sys.executable).parent
 PGBIN = Path("/usr/lib/postgresql/15/bin")
 PGBACKREST = "/usr/bin/pgbackrest"
 PG_USER = "postgres"
-RECOVERY_PHASE = "recovery (restore + replay + promote)"
 TARGET_RESTORE_RATIO = 1.1
 TARGET_E2E_RATIO = 1.5
 LAG_SLACK = 5.0
@@ -381,7 +380,8 @@ def pair_measures(run: dict[str, Any]) -> list[tuple[str, float | None]]:
 def pair_ratios(run: dict[str, Any]) -> dict[str, float]:
     phases, total = run["drill"]["report"]["phases_seconds"], run["floor"]["total_seconds"]
     return {"restore_phase_over_floor": round(phases["restore"] / total, 3),
-            "recovery_phase_over_floor": round(phases.get(RECOVERY_PHASE, 0) / total, 3),
+            "recovery_phase_over_floor": round(sum((run["drill"]["report"].get("restore_parts_seconds") or {}).get(
+                k, 0) for k in ("files", "replay_and_promote")) / total, 3),  # the report's restore parts
             "end_to_end_over_floor": round(run["drill"]["seconds"] / total, 3)}
 
 

@@ -70,10 +70,13 @@ class RunBackup(SourceStep):
     def apply(self, ctx, plan):
         import time
 
+        from aep_ops.pg.backrest_progress import backup_watch
+
         db = source(ctx)
         ctx.progress(plan.summary)
         started = time.monotonic()
-        backup = db.backrest.backup(ctx.params["type"], repo=int(ctx.params["repo"]), progress=ctx.progress)
+        with backup_watch(db.backrest, ctx.params["type"], int(ctx.params["repo"]), ctx.progress):  # bytes, rate, ETA
+            backup = db.backrest.backup(ctx.params["type"], repo=int(ctx.params["repo"]), progress=ctx.progress)
         outputs = {**backup_outputs(backup), "seconds": round(time.monotonic() - started, 2)}
         log.info("backup.run.done", label=backup.label, repo=outputs["repo"], seconds=outputs["seconds"])
         return outputs
@@ -110,6 +113,7 @@ class ArchiverStatus(SourceStep):
     def check_source(self, ctx, db):
         from aep_ops.backup.repo import archiver_details, failure_text
         from aep_ops.pg import facts
+        from aep_ops.textfmt import duration
 
         require_running(db, ctx)
         with db.cluster.connect(connect_timeout=5) as conn:
@@ -122,11 +126,11 @@ class ArchiverStatus(SourceStep):
         lag = details["lag_seconds"]
         if ready and (lag is None or lag > rpo):
             raise VerificationFailed(f"{ready} WAL segment(s) wait to be archived and the last success was"
-                                     f" {'never' if lag is None else f'{lag:.0f}s ago'} (RPO {rpo}s);"
+                                     f" {'never' if lag is None else f'{duration(lag)} ago'} (RPO {duration(rpo)});"
                                      f" check archive_command and {db.cluster.logfile}", details=details)
         return Plan.unchanged(f"{status.failed_count} failure(s) ever, none since the last success;"
                               f" last archived {status.last_archived_wal or 'none'}"
-                              f" ({'never' if lag is None else f'{lag:.0f}s ago'}), {ready} waiting", **details)
+                              f" ({'never' if lag is None else f'{duration(lag)} ago'}), {ready} waiting", **details)
 
 
 class ArchiveRoundtrip(SourceStep):

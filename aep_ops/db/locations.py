@@ -6,6 +6,11 @@ pgBackRest into STATE_DIR/pgbackrest/repo (plus an optional encrypted repo2 on S
 Restored copies live under STATE_DIR/pg/restores/NAME with a ``restore.json`` that marks
 them as created by aep-ops (only those may be discarded).
 
+"The active source" is the one database every runbook acts on (db.url, db.setup, backup.*,
+dr.drill, pitr.restore): the original (named ``aep-source``) until ``pitr.cutover`` points
+STATE_DIR/pg/active.json at a restored copy, then that copy (its datadir, port, socket and its
+own pgBackRest stanza), and the original again after a cut back. ``local_db`` resolves it.
+
 Nothing here starts or changes anything: it only says where things are.
 """
 
@@ -22,6 +27,8 @@ from aep_ops.errors import UsageError
 DEFAULT_PORT = 54315
 DEFAULT_DBNAME = "aep"
 DEFAULT_STANZA = "aep"
+SOURCE_NAME = "aep-source"  # the original source's name in pitr.list / pitr.cutover / active.json
+ACTIVE_POINTER = "active.json"
 RESTORE_MARKER = "restore.json"
 UNREADABLE = "unreadable"  # the status of a listed copy whose marker is damaged
 
@@ -35,6 +42,7 @@ class LocalDb:
     dbname: str
     archive_timeout: int
     extra_settings: dict[str, str]
+    name: str = SOURCE_NAME  # SOURCE_NAME, or the restored copy this LocalDb is
 
     def source_settings(self) -> dict[str, str]:
         """postgresql.conf of a PITR-ready source (FIELD-NOTES: archive_timeout bounds a quiet RPO,
@@ -61,31 +69,74 @@ def restores_dir(settings: Any) -> Path:
     return pg_root(settings) / "restores"
 
 
-def local_db(settings: Any) -> LocalDb:
+def active_pointer(settings: Any) -> Path:
+    return pg_root(settings) / ACTIVE_POINTER
+
+
+def active_record(settings: Any) -> dict[str, Any]:
+    """What the last cutover wrote (name, dsn, previous, previous_name, at, run_id); {} before any."""
+    path = active_pointer(settings)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: unreadable ({exc}); fix or remove it, then `inv pitr.cutover NAME`") from None
+    if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+        raise UsageError(f"{path}: no 'name'; fix or remove it, then `inv pitr.cutover NAME`")
+    return record
+
+
+def active_name(settings: Any) -> str:
+    """The database the application uses now: ``aep-source`` or the name of a restored copy."""
+    return active_record(settings).get("name") or SOURCE_NAME
+
+
+def local_db(settings: Any, name: str | None = None) -> LocalDb:
+    """The active source (or the database ``name``): the one function every runbook resolves it with."""
     from aep_ops.pg.cluster import LocalCluster
     from aep_ops.pg.pgbackrest import PgBackRest
 
+    name = name or active_name(settings)
     pg = settings.env.get("postgres") or {}
-    root = pg_root(settings) / "aep-source"
-    cluster = LocalCluster(root / "data", int(pg.get("port") or DEFAULT_PORT), root / "sock",
-                           os_user=pg.get("os_user") or "postgres", bindir=pg.get("bindir"))
     backup = settings.env.get("backup") or {}
-    backrest = PgBackRest(backrest_config(settings, cluster), os_user=cluster.os_user,
+    stanza = backup.get("stanza") or DEFAULT_STANZA
+    if name == SOURCE_NAME:
+        root = pg_root(settings) / "aep-source"
+        cluster = LocalCluster(root / "data", int(pg.get("port") or DEFAULT_PORT), root / "sock",
+                               os_user=pg.get("os_user") or "postgres", bindir=pg.get("bindir"))
+        config = backrest_config(settings, cluster)
+    else:
+        copy = restored_copy(settings, name)
+        if copy is None:
+            raise UsageError(f"the active database {name} ({active_pointer(settings)}) is gone; cut back with"
+                             f" `inv pitr.cutover {SOURCE_NAME}` (or another copy in `inv pitr.list`)")
+        cluster = copy.cluster(settings)
+        config = backrest_config(settings, cluster, stanza=copy_stanza(stanza, name),
+                                 config_name=f"pgbackrest-{name}.conf")
+    backrest = PgBackRest(config, os_user=cluster.os_user,
                           **({"binary": backup["pgbackrest_bin"]} if backup.get("pgbackrest_bin") else {}))
     return LocalDb(cluster=cluster, backrest=backrest, dbname=pg.get("dbname") or DEFAULT_DBNAME,
                    archive_timeout=int(pg.get("archive_timeout") or 60),
-                   extra_settings=dict(pg.get("settings") or {}))
+                   extra_settings=dict(pg.get("settings") or {}), name=name)
 
 
-def backrest_config(settings: Any, cluster: Any) -> Any:
-    """The pgBackRest configuration of this environment (secrets of repo2 resolved now)."""
+def copy_stanza(stanza: str, name: str) -> str:
+    """A copy that becomes a primary archives into a stanza of its own (see local_cutover)."""
+    return f"{stanza}-{name}"
+
+
+def backrest_config(settings: Any, cluster: Any, *, stanza: str | None = None,
+                    config_name: str = "pgbackrest.conf") -> Any:
+    """The pgBackRest configuration of this environment (secrets of repo2 resolved now); one file
+    per stanza, all stanzas in the same repositories (each has its own archive and backups there)."""
     from aep_ops.pg.pgbackrest import PgBackRestConfig, Timeouts
 
     backup = settings.env.get("backup") or {}
     base = settings.state_dir / "pgbackrest"
     return PgBackRestConfig(
-        stanza=backup.get("stanza") or DEFAULT_STANZA,
-        config_path=str(base / "pgbackrest.conf"),
+        stanza=stanza or backup.get("stanza") or DEFAULT_STANZA,
+        config_path=str(base / config_name),
         repo1_path=backup.get("repo_path") or str(base / "repo"),
         log_path=str(base / "log"),
         lock_path=str(base / "lock"),
@@ -212,9 +263,12 @@ def restored_copies(settings: Any) -> list[RestoredCopy]:
     return found
 
 
-def check_restore_name(name: str) -> str:
+def check_restore_name(name: str, *, allow_source: bool = False) -> str:
+    """A valid copy name; ``aep-source`` (the original) only where it may be named (cutover, discard's refusal)."""
     import re
 
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", name or ""):
         raise UsageError(f"--name {name!r}: use 1-41 lower-case letters, digits and dashes")
+    if name == SOURCE_NAME and not allow_source:
+        raise UsageError(f"--name {name}: that is the original source's name; pick another --name")
     return name

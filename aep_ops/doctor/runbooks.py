@@ -1,7 +1,9 @@
 """``doctor``: is this machine and this environment ready to run the runbooks?
 
 Read-only. Each step is a soft check: every problem is reported with its fix, and the run
-ends non-zero (5) if any was found. Rows land in each step's outputs for the table.
+ends non-zero (5) if any was found. Rows land in each step's outputs for the table. The
+machine's checks are here; what the environment's runbooks need of its database (the
+source, archiving, backups, AWS credentials) is in ``aep_ops.doctor.environment``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from urllib.parse import urlparse
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import AepError, VerificationFailed
+from aep_ops.doctor.environment import AwsCredentials, BackupRecent, SourceReady
+from aep_ops.doctor.rows import row as _row, rows_or_fail as _rows_or_fail
+from aep_ops.errors import AepError
 from aep_ops.executors.local import LocalExecutor
 from aep_ops.secrets import SecretRef
 
@@ -34,14 +38,6 @@ TOOLS = {
     "nginx": ("nginx", "-v", "nginx-light"),
 }
 _VERSION = re.compile(r"\d+\.\d+(?:\.\d+)?(?:p\d+)?")
-
-
-def _rows_or_fail(rows: list[dict], what: str) -> Plan:
-    problems = [r for r in rows if not r["ok"]]
-    if problems:
-        raise VerificationFailed(f"{len(problems)} {what} problem(s): " + "; ".join(
-            f"{r['item']}: {r['detail']} -> {r['fix']}" for r in problems), details={"rows": rows})
-    return Plan.unchanged(f"{len(rows)} {what} check(s) passed", rows=rows)
 
 
 class ToolsPresent(Step):
@@ -124,10 +120,6 @@ class EndpointsReachable(Step):
         return _rows_or_fail(rows, "endpoint")
 
 
-def _row(item: str, ok: bool, detail: str, fix: str = "") -> dict:
-    return {"item": item, "ok": ok, "detail": detail, "fix": fix}
-
-
 def _secret_refs(ctx: RunContext) -> list[tuple[str, SecretRef]]:
     found: list[tuple[str, SecretRef]] = []
 
@@ -159,8 +151,10 @@ def _endpoints(ctx: RunContext) -> dict[str, tuple[str, int]]:
     return out
 
 
-@runbook("doctor", steps=[ToolsPresent, ConfigValid, StateDirWritable, EndpointsReachable],
-         summary="Check this machine and the environment: tools, configuration, state directory, endpoints",
-         mutating=False)
+@runbook("doctor", steps=[ToolsPresent, ConfigValid, StateDirWritable, EndpointsReachable, AwsCredentials,
+                          SourceReady, BackupRecent],
+         summary="Check this machine and the environment: tools, configuration, state directory, endpoints,"
+                 " AWS credentials, the database source and its backups",
+         mutating=False, read_only=True)
 def doctor(ctx: RunContext) -> None:
     """No parameters: everything comes from the configuration of the chosen environment."""

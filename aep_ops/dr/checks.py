@@ -99,8 +99,21 @@ class CheckSmokeQueries(OnScratch):
         with restored_conn(ctx) as conn:
             _, failed = facts.smoke_queries(conn, queries)
         if failed:
-            raise VerificationFailed("; ".join(failed), details={"queries": queries})
+            raise VerificationFailed("\n".join(_query_first(problem, queries) for problem in failed),
+                                     details={"queries": queries})
         return Plan.unchanged(f"{len(queries)} queries answered", queries=queries)
+
+
+def _query_first(problem: str, queries: list[str]) -> str:
+    """``QUERY: ERROR`` with the query on one line (whitespace collapsed, cut at 60 characters), so
+    that the first line of a failure names the query and PostgreSQL's message, and its DETAIL, HINT
+    and CONTEXT lines follow."""
+    for query in queries:
+        if problem.startswith(f"{query}: "):
+            short = " ".join(query.split())
+            short = short if len(short) <= 60 else short[:57] + "..."
+            return f"{short}: {problem[len(query) + 2:]}"
+    return problem
 
 
 class CheckWritable(OnScratch):

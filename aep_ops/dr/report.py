@@ -1,4 +1,4 @@
-"""Evidence of a drill: the report (Markdown + JSON), Prometheus metrics, and the history chart.
+"""Evidence of a drill: the report (Markdown + JSON) and Prometheus metrics (the chart: dr/trend.py).
 
 Metrics are written atomically in the text exposition format so that node_exporter's
 textfile collector (or any scraper) can alert on a failed or missed drill:
@@ -16,12 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from aep_ops.redact import redact, redact_obj
+from aep_ops.textfmt import duration, table_cell
 
 CHECK_STEPS = ("check_markers", "check_row_counts", "check_amcheck", "check_smoke_queries", "check_writable",
                "measure")
 PHASES = {"source": ("ensure_source_cluster", "ensure_app_database", "ensure_stanza"), "preflight": ("preflight",),
           "backup": ("ensure_recent_backup",), "sentinels": ("run_sentinels",),
           "restore": ("ensure_scratch_restored",), "verify": CHECK_STEPS[:-1]}
+# The restore step's parts (they add up to its "restore" phase) and the RTO's (they add up to the RTO),
+# with the words the Markdown report uses for them.
+RESTORE_PARTS = {"files": "restore the files (pgBackRest, or the RDS restore)",
+                 "replay_and_promote": "start the copy, replay WAL, promote",
+                 "step_overhead": "the step's own work (leftovers reaped, journal)"}
+RTO_PARTS = {"files": RESTORE_PARTS["files"], "replay_and_promote": RESTORE_PARTS["replay_and_promote"],
+             "until_writable": "after promotion until verified writable (checks 8-12)"}
 
 
 def reports_dir(settings: Any) -> Path:
@@ -49,7 +57,9 @@ def metrics_path(settings: Any) -> Path:
     return Path(configured)
 
 
-def build(ctx: Any) -> dict[str, Any]:
+def build(ctx: Any, kept: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report's facts; ``kept``: the scratch copy that stays after the drill (name, dsn, reason,
+    discard_command), or None when it is removed."""
     restored = ctx.outputs.get("ensure_scratch_restored", {})
     measured = ctx.outputs.get("measure", {})
     checks = []
@@ -59,8 +69,9 @@ def build(ctx: Any) -> dict[str, Any]:
         status = "failed" if failed else ("skipped" if details.get("skipped") else "passed")
         checks.append({"id": step_id, "status": status, "detail": failed or _detail(details)})
     phases = {name: round(sum(ctx.timings.get(s, 0.0) for s in steps), 3) for name, steps in PHASES.items()}
-    phases["recovery (restore + replay + promote)"] = restored.get("restore_seconds", 0) + restored.get(
-        "recovery_seconds", 0)
+    restore_parts = _restore_parts(restored, phases["restore"])
+    if restore_parts:
+        phases["restore"] = round(sum(restore_parts.values()), 3)
     return redact_obj({
         "runbook": "dr.drill", "run_id": ctx.run_id, "env": ctx.env_name,
         "finished_at": datetime.now(timezone.utc).isoformat(),
@@ -75,8 +86,46 @@ def build(ctx: Any) -> dict[str, Any]:
                                             ctx.outputs.get("preflight", {}).get("archive_lag_seconds")),
         "rto_objective_seconds": measured.get("rto_objective_seconds"),
         "rpo_objective_seconds": measured.get("rpo_objective_seconds"),
+        **_sizes(ctx.outputs.get("preflight", {}).get("source_bytes"), restored.get("restore_seconds")),
         "checks": checks, "phases_seconds": phases, "reaped_leftovers": restored.get("reaped_leftovers", []),
+        "restore_parts_seconds": restore_parts, "rto_parts_seconds": _rto_parts(restored, measured.get("rto_seconds")),
+        "kept": kept,
     })
+
+
+def _ms(value: Any) -> int:
+    return round(float(value or 0) * 1000)
+
+
+def _restore_parts(restored: dict[str, Any], wall: float) -> dict[str, float]:
+    """The restore step split into parts that add up to it, in whole milliseconds (the rounding of
+    every figure in the report): the files, then start + replay + promote (both measured by the
+    backend), then the rest of the step's wall time. Restored in an earlier attempt (``--resume``),
+    the step took no time now: the whole is then the two measured parts."""
+    if "restore_seconds" not in restored:
+        return {}
+    files, replay = _ms(restored.get("restore_seconds")), _ms(restored.get("recovery_seconds"))
+    overhead = max(0, _ms(wall) - files - replay)
+    return {"files": files / 1000, "replay_and_promote": replay / 1000, "step_overhead": overhead / 1000}
+
+
+def _rto_parts(restored: dict[str, Any], rto: Any) -> dict[str, float]:
+    """The RTO (restore start to verified writable) as the same two measured parts plus the time
+    from promotion to the writable check: they add up to the RTO in whole milliseconds."""
+    if rto is None or "restore_seconds" not in restored:
+        return {}
+    files, replay = _ms(restored.get("restore_seconds")), _ms(restored.get("recovery_seconds"))
+    return {"files": files / 1000, "replay_and_promote": replay / 1000,
+            "until_writable": (_ms(rto) - files - replay) / 1000}
+
+
+def _sizes(database_bytes: Any, restore_seconds: Any) -> dict[str, Any]:
+    """Database size at preflight and restore throughput (that size over the pgBackRest/RDS restore
+    time): what the trend chart needs to extrapolate a restore of next year's database."""
+    throughput = (round(database_bytes / restore_seconds, 1)
+                  if database_bytes and restore_seconds and restore_seconds > 0 else None)
+    return {"database_bytes": database_bytes, "restore_seconds": restore_seconds,
+            "restore_bytes_per_second": throughput}
 
 
 def _detail(details: dict[str, Any]) -> str:
@@ -97,23 +146,49 @@ def write(settings: Any, report: dict[str, Any]) -> dict[str, Path]:
 
 
 def markdown(r: dict[str, Any]) -> str:
-    def secs(value: Any) -> str:
-        return "n/a" if value is None else f"{value:.1f} s"
-
+    """The report for people: measures beside their own objectives in human units, one table row per
+    check whatever its error holds (textfmt.table_cell), timings whose parts add up, and last, the
+    kept scratch copy's DSN and the command that removes it."""
+    cell = table_cell
     lines = [f"# DR drill {r['run_id']} on {r['env']}: {r['result'].upper()}", "",
              f"- Finished: {r['finished_at']}",
              f"- Restored: backup `{r['backup_label']}` (ended {r['backup_stop']}) + WAL to target {r['target_time']}",
              f"- Into: `{r['restored_name']}` on port {r['restored_port']}, timeline {r['timeline']}",
-             f"- Last replayed commit: {r['last_replayed_commit']} ({r['recovery_stop']})", "",
+             f"- Last replayed commit: {r['last_replayed_commit']} ({cell(r['recovery_stop'])})", "",
              "| measure | value | objective |", "|---|---|---|",
-             f"| RTO (restore start to verified, writable) | {secs(r['rto_seconds'])} | {secs(r['rto_objective_seconds'])} |",
-             f"| RPO (target minus last replayed commit) | {secs(r['rpo_seconds'])} | {secs(r['rpo_objective_seconds'])} |",
-             f"| Archive lag at drill start | {secs(r['archive_lag_seconds'])} | {secs(r['rpo_objective_seconds'])} |",
-             "", "## Checks", "", "| check | result | detail |", "|---|---|---|"]
-    lines += [f"| {c['id']} | {c['status']} | {c['detail']} |" for c in r["checks"]]
-    lines += ["", "## Timings per phase", "", "| phase | seconds |", "|---|---|"]
-    lines += [f"| {name} | {value:.2f} |" for name, value in r["phases_seconds"].items()]
+             f"| RTO (restore start to verified, writable) | {duration(r['rto_seconds'])}"
+             f" | {duration(r['rto_objective_seconds'])} |",
+             f"| RPO (target minus last replayed commit) | {duration(r['rpo_seconds'])}"
+             f" | {duration(r['rpo_objective_seconds'])} |",
+             f"| Archive lag at drill start | {duration(r['archive_lag_seconds'])}"
+             f" | {duration(r['rpo_objective_seconds'])} (the RPO objective) |", ""]
+    rto_parts = r.get("rto_parts_seconds") or {}
+    if rto_parts:
+        lines += [f"RTO {r['rto_seconds']:.3f} s = " + " + ".join(
+            f"{RTO_PARTS[k]} {v:.3f} s" for k, v in rto_parts.items()) + ".", ""]
+    lines += ["## Checks", "", "| check | result | detail |", "|---|---|---|"]
+    lines += [f"| {c['id']} | {c['status']} | {cell(c['detail'])} |" for c in r["checks"]]
+    lines += ["", "## Timings per phase", "",
+              "Seconds, to the millisecond; the restore step's parts add up to it.", "",
+              "| phase | steps | seconds |", "|---|---|---|"]
+    parts = r.get("restore_parts_seconds") or {}
+    order = [*PHASES, *(k for k in r["phases_seconds"] if k not in PHASES)]  # JSON sorts its keys
+    for name in (k for k in order if k in r["phases_seconds"]):
+        value = r["phases_seconds"][name]
+        lines.append(f"| {name} | {', '.join(PHASES.get(name, ()))} | {_secs(value)} |")
+        if name == "restore":
+            lines += [f"| - {RESTORE_PARTS[k]} | | {_secs(v)} |" for k, v in parts.items()]
+    kept = r.get("kept")
+    if kept:
+        lines += ["", "## Scratch copy kept", "",
+                  f"`{kept['name']}` is kept {kept['reason']}. Connect with `{kept['dsn']}`.", "",
+                  f"Remove it when done: `{kept['discard_command']}`"]
     return redact("\n".join(lines) + "\n")
+
+
+def _secs(value: float) -> str:
+    """Seconds to the millisecond (the figures add up), and in human units from a minute on."""
+    return f"{value:.3f}" + (f" ({duration(value)})" if value >= 60 else "")
 
 
 def metrics(r: dict[str, Any], previous: dict[str, float]) -> str:
@@ -151,15 +226,23 @@ def _read_metrics(path: Path, env: str) -> dict[str, float]:
 
 
 def _atomic(path: Path, text: str) -> None:
+    replace_file(path, text.encode())
+
+
+def replace_file(path: Path, data: bytes) -> bool:
     """tmp + fsync + rename in the same directory, then fsync the directory: a reader (the
-    textfile collector) sees the old file or the new one, never a partial one, even after a crash."""
+    textfile collector, a browser on the chart) sees the old file or the new one, never a partial
+    one, even after a crash; identical bytes leave the file and its mtime alone. True when replaced."""
     import tempfile
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == data:
+            return False
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
@@ -173,44 +256,5 @@ def _atomic(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+    return True
 
-
-# --- history -----------------------------------------------------------------------------
-
-
-def history(settings: Any) -> list[dict[str, Any]]:
-    reports = []
-    for path in sorted(reports_dir(settings).glob("dr-drill-*.json")):
-        try:
-            reports.append(json.loads(path.read_text()))
-        except ValueError:
-            continue
-    return [r for r in reports if r.get("env") == settings.env_name]
-
-
-def trend_svg(reports: list[dict[str, Any]], path: Path, width: int = 720, height: int = 300) -> Path:
-    """An SVG line chart of RTO and RPO per drill (SVG: an image any browser shows, no plotting stack)."""
-    pad, series = 50, [("rto_seconds", "#1f77b4", "RTO"), ("rpo_seconds", "#d62728", "RPO")]
-    values = [r.get(k) or 0 for r in reports for k, _, _ in series] or [1]
-    top = max(max(values), 1e-9) * 1.1
-    n = max(len(reports) - 1, 1)
-
-    def xy(i: int, v: float) -> str:
-        return f"{pad + i * (width - 2 * pad) / n:.1f},{height - pad - (v / top) * (height - 2 * pad):.1f}"
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif"'
-             f' font-size="12"><rect width="100%" height="100%" fill="white"/>',
-             f'<text x="{pad}" y="20">DR drills: RTO and RPO (seconds), {len(reports)} drills</text>',
-             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="black"/>',
-             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="black"/>',
-             f'<text x="5" y="{pad + 4}">{top:.1f}</text><text x="5" y="{height - pad}">0</text>']
-    for key, colour, label in series:
-        points = " ".join(xy(i, r.get(key) or 0) for i, r in enumerate(reports))
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>')
-        parts += [f'<circle cx="{xy(i, r.get(key) or 0).split(",")[0]}" cy="{xy(i, r.get(key) or 0).split(",")[1]}"'
-                  f' r="3" fill="{"red" if r.get("result") != "passed" else colour}"/>' for i, r in enumerate(reports)]
-        parts.append(f'<text x="{width - pad - 60}" y="{20 + 15 * series.index((key, colour, label))}"'
-                     f' fill="{colour}">{label}</text>')
-    parts.append("</svg>")
-    _atomic(path, "\n".join(parts) + "\n")
-    return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 from aep_ops.db.backends import backend_class, backend_for, restore_timeout
 from aep_ops.dr import scratch
@@ -19,6 +20,7 @@ from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
 from aep_ops.errors import StepFailed, UsageError, VerificationFailed
+from aep_ops.textfmt import duration
 from aep_ops.db.runbooks import EnsureAppDatabase, EnsureRecentBackup, EnsureSourceCluster, EnsureStanza
 
 
@@ -43,7 +45,7 @@ class Preflight(Step):
             raise StepFailed(f"only {free / 2**30:.1f} GiB free for the restore; it needs about"
                              f" {2 * size / 2**30:.1f} GiB; free space or set state_dir elsewhere")
         last, lag = archive["last_archived_at"], archive["archive_lag_seconds"]
-        return Plan.unchanged(f"archive lag {'unknown' if lag is None else f'{lag:.0f}s'},"
+        return Plan.unchanged(f"archive lag {'unknown' if lag is None else duration(lag)},"
                               f" source {size / 2**20:.0f} MiB", archive_lag_seconds=lag, source_bytes=size,
                               free_bytes=free, last_archived_at=last.isoformat() if last else None,
                               started_at=started)
@@ -134,13 +136,23 @@ class Measure(scratch.OnScratch):
         if m["rto_seconds"] is None:
             missed.append("RTO not measurable: the copy was never verified writable")
         elif m["rto_objective_seconds"] and m["rto_seconds"] > m["rto_objective_seconds"]:
-            missed.append(f"RTO {m['rto_seconds']:.0f}s exceeds the objective {m['rto_objective_seconds']}s")
+            missed.append(_exceeds("RTO", m["rto_seconds"], "the objective", m["rto_objective_seconds"]))
         for key, label in (("rpo_seconds", "RPO"), ("archive_lag_seconds", "archive lag")):
             if m[key] is not None and m["rpo_objective_seconds"] and m[key] > m["rpo_objective_seconds"]:
-                missed.append(f"{label} {m[key]:.0f}s exceeds the RPO objective {m['rpo_objective_seconds']}s")
+                missed.append(_exceeds(label, m[key], "the RPO objective", m["rpo_objective_seconds"]))
         if missed:
             raise VerificationFailed("; ".join(missed), details=m)
-        return Plan.unchanged(f"RTO {m['rto_seconds']:.1f}s, RPO {m['rpo_seconds'] or 0:.1f}s", **m)
+        return Plan.unchanged(f"RTO {duration(m['rto_seconds'])} (objective {duration(m['rto_objective_seconds'])}),"
+                              f" RPO {duration(m['rpo_seconds'] or 0)}"
+                              f" (objective {duration(m['rpo_objective_seconds'])})", **m)
+
+
+def _exceeds(label: str, value: float, objective_label: str, objective: float) -> str:
+    """"RTO 5 h exceeds the objective 4 h"; in seconds when human units would round both alike."""
+    shown, limit = duration(value), duration(objective)
+    if shown == limit:
+        shown, limit = f"{value:.0f} s", f"{objective:.0f} s"
+    return f"{label} {shown} exceeds {objective_label} {limit}"
 
 
 class RunReport(scratch.OnScratch):
@@ -148,15 +160,31 @@ class RunReport(scratch.OnScratch):
     title = "Write the report (Markdown + JSON) and the metrics"
 
     def check(self, ctx):
-        return Plan.change("write reports/dr-drill-<run>.{md,json} and the Prometheus metrics file")
+        return Plan.change("write reports/dr-drill-<run>.{md,json}, the Prometheus metrics file and the trend chart")
 
     def apply(self, ctx, plan):
         from aep_ops.dr import report as drill_report
 
-        report = drill_report.build(ctx)
+        report = drill_report.build(ctx, kept=kept_copy(ctx))
         paths = drill_report.write(ctx.settings, report)
         ctx.summary.update({**report, "report": str(paths["md"]), "metrics_file": str(paths["metrics"])})
+        paths.update(_redraw_trend(ctx))
         return {k: str(v) for k, v in paths.items()}
+
+
+def _redraw_trend(ctx: RunContext) -> dict[str, object]:
+    """reports/dr-trend-ENV.{png,svg} with this drill on it; a chart that cannot be drawn is one
+    warning line, never a failed drill (the report and metrics are already written)."""
+    from aep_ops.dr import trend
+    from aep_ops.log import get_logger
+
+    try:
+        charts = trend.write_chart(ctx.settings)
+    except Exception as exc:  # noqa: BLE001 - evidence first: the chart is a view of it
+        get_logger(__name__).warning("dr.trend.not_drawn", error=f"{type(exc).__name__}: {exc}",
+                                     todo="`inv dr.history` redraws it")
+        return {}
+    return {f"trend_{kind}": path for kind, path in charts.items()}
 
 
 class EnsureScratchRemoved(scratch.OnScratch):
@@ -169,10 +197,10 @@ class EnsureScratchRemoved(scratch.OnScratch):
         name = _scratch_name(ctx)
         if not backend_for(ctx.settings).exists(name):
             return Plan.unchanged(f"{name} is gone")
-        if ctx.params["keep"]:
-            return Plan.unchanged(f"kept {name} (--keep)", kept=name)
-        if ctx.soft_failures:
-            return Plan.unchanged(f"kept {name} for inspection: checks failed", kept=name)
+        kept = kept_copy(ctx)
+        if kept:
+            return Plan.unchanged(f"kept {name} {kept['reason']}; remove it with: {kept['discard_command']}",
+                                  kept=name, dsn=kept["dsn"], discard_command=kept["discard_command"])
         return Plan.change(f"stop and remove {name}")
 
     def apply(self, ctx, plan):
@@ -181,6 +209,17 @@ class EnsureScratchRemoved(scratch.OnScratch):
 
 
 _scratch_name = scratch.scratch_name
+
+
+def kept_copy(ctx: RunContext) -> dict[str, Any] | None:
+    """The scratch copy that stays after this drill, with how to reach it and remove it; None when it is
+    removed. One rule for the report (written before the removal step) and the removal step."""
+    reason = "with --keep" if ctx.params["keep"] else ("for inspection: checks failed" if ctx.soft_failures else None)
+    restored = ctx.outputs.get("ensure_scratch_restored") or {}
+    if reason is None or not restored.get("name"):
+        return None
+    return {"name": restored["name"], "dsn": restored.get("dsn"), "reason": reason,
+            "discard_command": f"inv pitr.discard --env {ctx.env_name} {restored['name']}"}
 
 
 @runbook("dr.drill", steps=[EnsureSourceCluster, EnsureAppDatabase, EnsureStanza, Preflight, EnsureRecentBackup,

@@ -28,6 +28,7 @@ RUN_SUCCEEDED = "succeeded"
 RUN_FAILED = "failed"
 RUN_VERIFICATION_FAILED = "verification_failed"
 RUN_INTERRUPTED = "interrupted"
+RUN_REFUSED = "refused"  # a step refused to go on (bad input: exit 2, approval required: exit 4); resumable
 EVENT_NOTE = "note"  # a step_events row that records a note, not a state change of the step
 
 SCHEMA = (
@@ -43,6 +44,10 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS step_events (
         run_id TEXT NOT NULL, idx INTEGER NOT NULL, step_id TEXT NOT NULL, status TEXT NOT NULL,
         at TEXT NOT NULL, note TEXT)""",
+    # The configuration overrides (--set, AEP_OPS_*) of each attempt of a run, masked: a table of
+    # its own, so that a journal written by an older aep-ops needs no migration.
+    """CREATE TABLE IF NOT EXISTS run_overrides (
+        run_id TEXT NOT NULL, attempt INTEGER NOT NULL, overrides TEXT NOT NULL, PRIMARY KEY (run_id, attempt))""",
 )
 
 
@@ -130,22 +135,39 @@ class Journal:
             raise StateUnwritable(f"{exc}; then resume with --resume {run_id}") from None
 
     def start_run(self, runbook: str, env: str, params: dict[str, Any], *, actor: str, host: str,
-                  run_id: str | None = None) -> str:
+                  run_id: str | None = None, overrides: dict[str, Any] | None = None) -> str:
         run_id = run_id or new_run_id()
         try:
             self._db.execute(
             "INSERT INTO runs (id, runbook, env, params, status, actor, host, pid, attempts, started_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
             (run_id, runbook, env, _dump(params), RUN_RUNNING, actor, host, os.getpid(), now_iso()))
+            self._record_overrides(run_id, overrides)
         except StateUnwritable as exc:  # before the first step: nothing was changed (exit 2)
             raise ConfigError(str(exc)) from None
         return run_id
 
-    def reopen_run(self, run_id: str, *, actor: str, host: str) -> None:
+    def reopen_run(self, run_id: str, *, actor: str, host: str, overrides: dict[str, Any] | None = None) -> None:
         self._write(run_id,
             "UPDATE runs SET status = ?, attempts = attempts + 1, pid = ?, actor = ?, host = ?,"
             " finished_at = NULL, error = NULL WHERE id = ?",
             (RUN_RUNNING, os.getpid(), actor, host, run_id))
+        self._write(run_id, *self._overrides_row(run_id, overrides))
+
+    def _record_overrides(self, run_id: str, overrides: dict[str, Any] | None) -> None:
+        self._db.execute(*self._overrides_row(run_id, overrides))
+
+    @staticmethod
+    def _overrides_row(run_id: str, overrides: dict[str, Any] | None) -> tuple[str, tuple]:
+        """The overrides of the attempt the runs row now counts (attempt 1 for a new run)."""
+        return ("INSERT INTO run_overrides (run_id, attempt, overrides) SELECT id, attempts, ? FROM runs WHERE id = ?",
+                (_dump(overrides or {}), run_id))
+
+    def overrides(self, run_id: str) -> list[dict[str, Any]]:
+        """``[{"attempt": 1, "overrides": {key: {"value": ..., "source": ...}}}, ...]``, oldest first."""
+        rows = self._db.query("SELECT attempt, overrides FROM run_overrides WHERE run_id = ? ORDER BY attempt",
+                              (run_id,))
+        return [{"attempt": r["attempt"], "overrides": json.loads(r["overrides"] or "{}")} for r in rows]
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
         self._write(run_id, "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",

@@ -59,6 +59,7 @@ class Runbook:
     help: dict[str, str] = field(default_factory=dict)
     positional: tuple[str, ...] = ()  # parameters the CLI also takes without their --flag
     bounds: dict[str, Bounds] = field(default_factory=dict)  # numeric parameter -> (minimum, maximum)
+    read_only: bool = False  # only looks (doctor): no lock, and no --dry-run, --resume or --yes to offer
 
     @property
     def function_path(self) -> str:
@@ -82,19 +83,20 @@ class Runbook:
 def runbook(id: str, *, steps: list[type[Step]], summary: str, owner: str = "sre",
             schedule: str | None = None, mutating: bool = True, help: dict[str, str] | None = None,
             positional: tuple[str, ...] = (), bounds: dict[str, Bounds] | None = None,
-            ) -> Callable[[Callable[..., Any]], Runbook]:
+            read_only: bool = False) -> Callable[[Callable[..., Any]], Runbook]:
     """Register ``func`` as the runbook ``id`` made of ``steps`` (in order).
 
     ``bounds`` gives each numeric parameter its range, ``{"scale": (0, 1000)}``: every front
-    door refuses a value outside it before the run starts."""
+    door refuses a value outside it before the run starts. ``read_only`` (it changes nothing,
+    so it takes no lock) also drops the flags that would mean nothing: --dry-run, --resume, --yes."""
 
     def register(func: Callable[..., Any]) -> Runbook:
         ids = [s.id for s in steps]
         if len(set(ids)) != len(ids) or not all(ids):
             raise ValueError(f"runbook {id}: step ids must be unique and non-empty: {ids}")
         rb = Runbook(id=id, func=func, steps=list(steps), summary=summary, owner=owner,
-                     schedule=schedule, mutating=mutating, help=help or {}, positional=tuple(positional),
-                     bounds=dict(bounds or {}))
+                     schedule=schedule, mutating=mutating and not read_only, help=help or {},
+                     positional=tuple(positional), bounds=dict(bounds or {}), read_only=read_only)
         _check_bounds(rb)
         _REGISTRY[id] = rb
         return rb

@@ -27,6 +27,7 @@ from aep_ops.errors import (AepError, ApprovalRequired, NotResumable, StepFailed
                              VerificationFailed)
 from aep_ops.log import audit, bind, default_actor, get_logger, unbind
 from aep_ops.redact import redact
+from aep_ops.textfmt import duration, one_line, step_status
 
 log = get_logger(__name__)
 
@@ -154,13 +155,14 @@ def _run(rb: Runbook, settings: Any, journal: jr.Journal, params: dict[str, Any]
                                                         f" lock taken over by run {run_id}")
             log.warning("lock.stale_taken_over", stale=lock.stale.describe())
             _say(out, f"note: took over the lock of {lock.stale.describe()}, whose process is gone")
+        overrides = settings.overrides()  # --set and AEP_OPS_*: recorded with each attempt, masked
         if options.resume:
-            journal.reopen_run(run_id, actor=default_actor(), host=socket.gethostname())
+            journal.reopen_run(run_id, actor=default_actor(), host=socket.gethostname(), overrides=overrides)
             log.info("run.resume", attempt_of=run_id)
         else:
             journal.start_run(rb.id, settings.env_name, params, actor=default_actor(),
-                              host=socket.gethostname(), run_id=run_id)
-        log.info("run.start", steps=len(rb.steps), params=params)
+                              host=socket.gethostname(), run_id=run_id, overrides=overrides)
+        log.info("run.start", steps=len(rb.steps), params=params, overrides=overrides)
         _say(out, f"{rb.id} on {settings.env_name}: run {run_id}")
         with _interruptible():
             return _run_steps(rb, ctx, journal, records, anchors, out)
@@ -180,7 +182,7 @@ def _run_steps(rb: Runbook, ctx: RunContext, journal: jr.Journal, records: dict[
         result.steps.append(outcome)
         bind(step=step.id)
         log.info("step.start", step_number=number, steps=total, title=step.title, anchor=outcome.anchor)
-        _say(out, f"[{number}/{total}] {step.title}  ({outcome.anchor})")
+        _say(out, f"[{number}/{total}] {step.title}")  # the anchor: in runs.show, --json and the log
         started = time.monotonic()
         try:
             _one_step(step, number, ctx, journal, records.get(number), outcome)
@@ -195,7 +197,7 @@ def _run_steps(rb: Runbook, ctx: RunContext, journal: jr.Journal, records: dict[
         except (AepError, Exception) as exc:  # noqa: B014 - AepError listed for the reader
             _fail(journal, ctx, number, step, outcome, exc)
             if isinstance(exc, (ApprovalRequired, UsageError, ToolMissing)):  # refusals keep their exit code
-                _finish(journal, result, jr.RUN_FAILED, str(exc))
+                _finish(journal, result, jr.RUN_REFUSED, str(exc))  # not "failed": they would crowd out failures
                 raise
             if not isinstance(exc, AepError):
                 log.exception("step.crash")
@@ -214,8 +216,8 @@ def _run_steps(rb: Runbook, ctx: RunContext, journal: jr.Journal, records: dict[
             log.info("step.done", step_number=number, status=outcome.status, summary=outcome.summary,
                      duration=round(outcome.duration, 3))
             unbind("step")
-        _say(out, f"      -> {outcome.status}{': ' + outcome.summary if outcome.summary else ''}"
-                  f" ({outcome.duration:.2f}s)")
+        _say(out, _outcome_line(step_status(outcome.status, step.soft or not rb.mutating), outcome.summary,
+                                outcome.duration))
     if soft_failures:
         return _finish(journal, result, jr.RUN_VERIFICATION_FAILED, "; ".join(soft_failures))
     return _finish(journal, result, jr.RUN_SUCCEEDED, None)
@@ -262,7 +264,8 @@ def _one_step(step: Step, number: int, ctx: RunContext, journal: jr.Journal, pri
         step.verify(ctx, outputs)
     journal.set_step(ctx.run_id, number, step.id, CHANGED, outputs=outputs)
     audit(ctx.state_dir, f"{ctx.runbook_id}:{step.id}", target=ctx.env_name,
-          args={**{k: v for k, v in ctx.params.items()}, "plan": plan.summary}, result="changed")
+          args={**{k: v for k, v in ctx.params.items()}, "plan": plan.summary}, result="changed",
+          overrides=ctx.settings.overrides())
     outcome.status, outcome.summary = CHANGED, plan.summary
 
 
@@ -276,8 +279,22 @@ def _fail(journal: jr.Journal, ctx: RunContext, number: int, step: Step, outcome
     outcome.error = redact(message)
     log.error("step.failed", error=message)
     audit(ctx.state_dir, f"{ctx.runbook_id}:{step.id}", target=ctx.env_name, args=dict(ctx.params),
-          result=f"failed: {message}")
-    _say(ctx.out, f"      -> {outcome.status}: {redact(message)}")
+          result=f"failed: {message}", overrides=ctx.settings.overrides())
+    # Not the error itself: the run's result says it, once (on stdout, or as the final line).
+    _say(ctx.out, f"      -> {outcome.status}" + (": waiting for approval (see below)" if outcome.status == PENDING
+                                                   else ": see below"))
+
+
+STEP_LINE_WIDTH = 100  # a terminal's progress line; the whole text is in the journal and the result
+
+
+def _outcome_line(status: str, summary: str, seconds: float) -> str:
+    """``      -> changed: what was done (1.2 s)``, cut to fit ``STEP_LINE_WIDTH`` columns."""
+    head, tail = f"      -> {status}", f" ({duration(seconds)})"
+    if not summary:
+        return head + tail
+    head += ": "
+    return head + one_line(summary, limit=max(STEP_LINE_WIDTH - len(head) - len(tail), 20)) + tail
 
 
 def _settle_interrupted(step: Step, ctx: RunContext) -> None:

@@ -14,6 +14,7 @@ from aep_ops.db.backends import backend_class, backend_for, name_taken, restore_
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
+from aep_ops.errors import UsageError
 
 
 def _target(ctx: RunContext) -> datetime:
@@ -27,8 +28,10 @@ class ValidateTarget(Step):
     def check(self, ctx):
         found = backend_for(ctx.settings).check_target(_target(ctx))
         lag = found["archive_lag_seconds"]
+        from aep_ops.textfmt import duration
+
         return Plan.unchanged(f"restorable from {found['backup_label']} (archive lag "
-                              f"{'unknown' if lag is None else f'{lag:.0f}s'})", **found)
+                              f"{'unknown' if lag is None else duration(lag)})", **found)
 
 
 class EnsureRestored(Step):
@@ -89,6 +92,7 @@ class EnsureDiscarded(Step):
 
     def check(self, ctx):
         backend = backend_for(ctx.settings)
+        _refuse_discard(backend, ctx.params["name"])  # checked again right before: a cutover may have run since
         if not backend.exists(ctx.params["name"]):
             return Plan.unchanged(f"no restore named {ctx.params['name']}")
         return Plan.change(f"stop and remove {ctx.params['name']} (only if aep-ops created it)")
@@ -98,33 +102,102 @@ class EnsureDiscarded(Step):
         return {"removed": ctx.params["name"]}
 
 
+def _refuse_discard(backend, name: str) -> None:
+    env = backend.settings.env_name
+    if name == backend.source_name():
+        raise UsageError(f"{name} is the original source database; aep-ops never removes it")
+    if name == backend.active_name():
+        raise UsageError(f"{name} is the database the application uses (active); cut over to another first"
+                         f" (`inv pitr.cutover{'' if env == 'local' else ' --env ' + env} {backend.source_name()}`),"
+                         " then discard it")
+
+
 @runbook("pitr.discard", steps=[EnsureDiscarded], summary="Remove a cluster that aep-ops restored",
          positional=("name",),
-         help={"name": "the restore to remove (see `inv pitr.list`)"})
+         help={"name": "the restore to remove (see `inv pitr.list`); never the active database"})
 def discard(ctx: RunContext, *, name: str = "") -> None:
-    """Only names aep-ops created can be removed; the check refuses anything else."""
-    locations.check_restore_name(name)
+    """Only names aep-ops created can be removed, never the active database nor the original."""
+    backend = backend_for(ctx.settings)
+    if name != backend.source_name():
+        locations.check_restore_name(name)
+    _refuse_discard(backend, name)
 
 
 # --- cutover -------------------------------------------------------------------------------
 
 
-class EnsureCutover(Step):
-    id = "ensure_cutover"
-    title = "Point the application at the restored database"
+class _CutoverStep(Step):
+    """A step of ``pitr.cutover``: the backend's (needed, summary, details) for the target."""
+
     requires_approval = True
+    plan_method = ""
 
     def check(self, ctx):
-        needed, summary, details = backend_for(ctx.settings).plan_cutover(ctx.params["name"])
+        needed, summary, details = getattr(backend_for(ctx.settings), self.plan_method)(ctx.params["name"])
         return Plan.change(summary, **details) if needed else Plan.unchanged(summary, **details)
+
+
+class EnsureArchiving(_CutoverStep):
+    id = "ensure_archiving"
+    title = "Turn WAL archiving on for the new primary"
+    plan_method = "plan_protect"
+    timeout = 900
+
+    def apply(self, ctx, plan):
+        return backend_for(ctx.settings).apply_protect(ctx.params["name"], plan.details, ctx.progress)
+
+    def verify(self, ctx, outputs):
+        backend_for(ctx.settings).verify_protect(ctx.params["name"])
+
+
+class EnsureCutover(_CutoverStep):
+    id = "ensure_cutover"
+    title = "Point the application at the new primary"
+    plan_method = "plan_cutover"
 
     def apply(self, ctx, plan):
         return backend_for(ctx.settings).apply_cutover(ctx.params["name"], plan.details, ctx.run_id)
 
+    def verify(self, ctx, outputs):
+        backend_for(ctx.settings).verify_cutover(ctx.params["name"])
 
-@runbook("pitr.cutover", steps=[EnsureCutover],
-         summary="Point the application at a restored database (the old one is left untouched)",
-         positional=("name",), help={"name": "the restore to switch to"})
+
+class EnsureFirstBackup(_CutoverStep):
+    id = "ensure_first_backup"
+    title = "Take a full backup of the new primary right away"
+    plan_method = "plan_first_backup"
+    timeout = 6 * 3600
+
+    def apply(self, ctx, plan):
+        return backend_for(ctx.settings).apply_first_backup(ctx.params["name"], plan.details, ctx.progress)
+
+    def verify(self, ctx, outputs):
+        backend_for(ctx.settings).verify_first_backup(ctx.params["name"], outputs)
+
+
+class CheckArchiving(Step):
+    id = "check_archiving"
+    title = "A forced WAL switch on the new primary reaches the archive"
+    soft = True
+    timeout = 300
+
+    def check(self, ctx):
+        if ctx.dry_run:
+            return Plan.unknown("switches WAL on the new primary once the steps before have run")
+        found = backend_for(ctx.settings).check_archiving(ctx.params["name"])
+        return Plan.unchanged(found.pop("summary", None) or f"WAL {found.get('wal')} reached the archive", **found)
+
+
+@runbook("pitr.cutover", steps=[EnsureArchiving, EnsureCutover, EnsureFirstBackup, CheckArchiving],
+         summary="Make a restored database (or the original again) the application's protected primary",
+         positional=("name",),
+         help={"name": "the restore to switch to, or the original source's name (see `inv pitr.list`) to cut back"})
 def cutover(ctx: RunContext, *, name: str = "") -> None:
-    """local: the DSN pointer file; rds: Route 53 and/or Secrets Manager (rds.cutover). Approval in prod."""
-    locations.check_restore_name(name)
+    """local: archiving in a stanza of its own, the pointer file, a full backup; rds: backup retention, Route 53
+    and/or Secrets Manager (rds.cutover). Approval in prod. ``from``/``to`` go to the audit log with every step."""
+    backend = backend_for(ctx.settings)
+    if name != backend.source_name():
+        locations.check_restore_name(name)
+    current = backend.active_name()
+    ctx.params["from"] = current if current != name else (backend.previous_name() or current)
+    ctx.params["to"] = name

@@ -46,6 +46,17 @@ def plain_namespace(task_name: str) -> Any:
         return None
     ns = Collection()
     ns.add_collection(collection)
+    return long_flags_only(ns)
+
+
+def long_flags_only(ns: Any) -> Any:
+    """One rule for every task: long flags only. invoke's automatic short flags gave ``-r`` a
+    different meaning per task (``--runbook`` in runs.list, ``--run`` in patch.status) and
+    shadowed its own core flags (``-e``, ``-l``, ``-h``)."""
+    for task in ns.tasks.values():
+        task.auto_shortflags = False
+    for sub in ns.collections.values():
+        long_flags_only(sub)
     return ns
 
 
@@ -76,4 +87,4 @@ def build_namespace() -> Any:
             areas[area] = Collection(area)
             ns.add_collection(areas[area])
         areas[area].add_task(task, name=rb_id.split(".", 1)[1])
-    return ns
+    return long_flags_only(ns)

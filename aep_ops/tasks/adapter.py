@@ -13,7 +13,7 @@ from dataclasses import asdict
 from typing import Any, Callable
 
 from aep_ops.engine.runbook import Runbook
-from aep_ops.errors import refuse_blank
+from aep_ops.errors import UsageError, refuse_blank
 from aep_ops.tasks.frontdoor import (RUN_STATUS_EXIT, check_output_path, front_door, load_settings, print_json,
                                      stdout_gone, write_json)
 
@@ -22,10 +22,13 @@ COMMON_HELP = {
     "dry_run": "run every check and no change; print the plan",
     "resume": "continue the run RUN_ID where it stopped (finished steps are not redone)",
     "yes": "approve steps that change production",
-    "set": "override a configuration value, KEY=VALUE (repeatable)",
-    "json": "print the result as JSON on stdout (--json PATH: write it to PATH instead)",
+    "set": "override a configuration value, KEY=VALUE (repeatable; drill.scale=2 means"
+           " environments.ENV.drill.scale)",
+    "json": "print the result as JSON on stdout",
+    "json_file": "also write the result as JSON to PATH (checked before the first step)",
 }
-COMMON = ("env", "dry_run", "resume", "yes", "set", "json")
+COMMON = ("env", "dry_run", "resume", "yes", "set", "json", "json_file")
+READ_ONLY_DROPS = ("dry_run", "resume", "yes")  # meaningless for a runbook that only looks (doctor)
 NUMBERS = {int: "a whole number", float: "a number"}  # parameter kinds parsed by aep_ops.numbers.number
 
 
@@ -43,29 +46,33 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
         with front_door():
             from aep_ops.engine.runner import run_runbook
 
+            for name in READ_ONLY_DROPS:
+                kwargs.setdefault(name, None if name == "resume" else False)
             refuse_blank("--resume", kwargs["resume"], "give the RUN_ID to continue (see `inv runs.list`),"
                          " or leave the flag out to start a new run")
-            as_json = kwargs.pop("json")
-            if as_json is not True and as_json is not None:
-                check_output_path("--json", as_json)
+            as_json, json_file, legacy = _json_flags(kwargs.pop("json"), kwargs.pop("json_file"))
+            if json_file is not None:
+                check_output_path(legacy or "--json-file", json_file)
             settings = load_settings(kwargs.pop("env"), kwargs.pop("set") or [])
+            if legacy:
+                from aep_ops.log import get_logger
+
+                get_logger("aep_ops.cli").warning("cli.deprecated", flag="--json PATH", use="--json-file PATH")
             result = run_runbook(rb, settings, params=_typed(rb, kwargs),
                                  dry_run=kwargs["dry_run"], resume=kwargs["resume"], yes=kwargs["yes"])
             try:
-                if as_json is True:
+                if as_json:
                     print_json({**asdict(result), **result.summary})
                 else:
                     (render or render_result)(result, settings)
                 sys.stdout.flush()
             except BrokenPipeError:  # `| head`: the reader left; the run's own outcome still decides the exit code
                 stdout_gone()
-            if as_json and as_json is not True:  # --json PATH: the same JSON, written to a file
-                write_json(as_json, {**asdict(result), **result.summary})
+            if json_file is not None:  # --json-file PATH: the same JSON, written to a file
+                write_json(json_file, {**asdict(result), **result.summary}, flag=legacy or "--json-file")
             code = RUN_STATUS_EXIT.get(result.status, 1)
             if code:
-                raise Exit(f"{rb.id}: {result.status}" + (f": {result.error}" if result.error else "")
-                           + (f" (resume with --resume {result.run_id})"
-                              if result.status in ("failed", "interrupted") and result.resumable else ""), code=code)
+                raise Exit(outcome_line(result), code=code)
 
     signature = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     # invoke fills a positional argument only while its value is None: give those a None default.
@@ -74,19 +81,27 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
     signature += [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY,
                                     default=None if p.name in rb.positional or p.kind in NUMBERS else p.default)
                   for p in params]
-    signature += [
-        inspect.Parameter("env", inspect.Parameter.KEYWORD_ONLY, default=None),
-        inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, default=False),
-        inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=None),
-        inspect.Parameter("yes", inspect.Parameter.KEYWORD_ONLY, default=False),
-        inspect.Parameter("set", inspect.Parameter.KEYWORD_ONLY, default=None),
-        inspect.Parameter("json", inspect.Parameter.KEYWORD_ONLY, default=None),
-    ]
+    defaults = {"env": None, "dry_run": False, "resume": None, "yes": False, "set": None, "json": None,
+                "json_file": None}
+    common = [name for name in COMMON if not (rb.read_only and name in READ_ONLY_DROPS)]
+    signature += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults[name]) for name in common]
     body.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
     body.__doc__ = f"{rb.summary}. Runbook: runbooks/{rb.id}.md"
     body.__name__ = rb.id.split(".")[-1]
-    return Task(body, name=rb.id.split(".")[-1], help={**COMMON_HELP, **rb.help}, iterable=["set"],
-                optional=["json"], positional=list(rb.positional), auto_shortflags=False)
+    # --json is optional-valued only so that the old `--json PATH` still works (a deprecated
+    # spelling of --json-file PATH); `--json` alone, or before another flag, is stdout.
+    return Task(body, name=rb.id.split(".")[-1], help={**{k: COMMON_HELP[k] for k in common}, **rb.help},
+                iterable=["set"], optional=["json"], positional=list(rb.positional), auto_shortflags=False)
+
+
+def _json_flags(json_value: Any, json_file: Any) -> tuple[bool, str | None, str | None]:
+    """(JSON on stdout?, file to write it to, the flag that named the file when it is the old
+    ``--json PATH``). ``--json PATH`` kept its meaning: the file only, nothing on stdout."""
+    if json_value is True or json_value is None:
+        return bool(json_value), json_file, None
+    if json_file is not None:
+        raise UsageError("--json PATH and --json-file PATH both name a file: give --json-file PATH only")
+    return False, json_value, "--json"
 
 
 def _typed(rb: Runbook, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -104,17 +119,71 @@ def _typed(rb: Runbook, kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def outcome_line(result: Any) -> str:
+    """The run's last line (stderr): how it ended and what to do next, in one line. Not the error
+    itself: the result above (or the JSON) already says it, and a timer's reader takes this line whole."""
+    from aep_ops.textfmt import flat
+
+    failed = [s for s in result.steps if s.status == "failed"]
+    where = f" in run {result.run_id}" if result.run_id else ""
+    if result.status == "verification_failed":
+        names = ", ".join(s.step_id for s in failed) or "a verification"
+        return f"{result.runbook}: verification failed ({names}){where}"
+    line = f"{result.runbook}: {result.status}"
+    line += f" at step {failed[-1].number} ({failed[-1].step_id})" if failed else ""
+    if not failed and result.error:  # nothing above names it: say it here, on one line
+        line += f": {flat(result.error)}"
+    if result.status in ("failed", "interrupted") and result.run_id:
+        line += (f"; resume with --resume {result.run_id}" if result.resumable
+                 else f"{where}; it cannot be resumed: check that step by hand, then start a new run")
+    return line
+
+
+STEP_LINE_WIDTH = 100  # columns of a step line on a terminal
+
+
 def render_result(result: Any, settings: Any) -> None:
-    """Plain text on stdout: the plan of a dry run, or each step's outcome."""
+    """Plain text on stdout: the plan of a dry run, or each step's outcome, one line each (cut to
+    the width on a terminal); a failed step's error is said here in full, its further lines
+    indented under it. The step's id and Markdown anchor are in ``runs.show`` and ``--json``."""
+    from aep_ops.textfmt import flat, lines, one_line, step_status
+
     out = sys.stdout
-    title = "plan" if result.status == "planned" else f"run {result.run_id}"
-    print(f"{result.runbook} on {result.env}: {title}", file=out)
+    width = STEP_LINE_WIDTH if getattr(out, "isatty", lambda: False)() else None
+    planned = result.status == "planned"
+    checks = _check_steps(result.runbook)
+    print(f"{result.runbook} on {result.env}: {'plan' if planned else f'run {result.run_id}'}", file=out)
     for step in result.steps:
-        status = step.summary if result.status == "planned" else step.status
-        detail = "" if result.status == "planned" else (step.error or step.summary or "")
-        line = f"  {step.number}. {step.title} [{step.step_id}]: {status}"
-        print(line + (f" - {detail}" if detail else ""), file=out)
-    if result.status != "planned":
+        check = step.step_id in checks
+        if planned:
+            status, detail = step.summary, ""
+            if check and status.startswith("unchanged"):
+                status = "passed" + status[len("unchanged"):]
+        else:
+            status, detail = step_status(step.status, check), step.error or step.summary or ""
+        head = f"  {step.number}. {step.title}: "
+        if step.error and not planned:
+            error = lines(detail) or [""]
+            print(f"{head}{status} - {error[0].strip()}", file=out)
+            for more in error[1:]:
+                print(f"      {more}", file=out)
+            continue
+        text = f"{status} - {detail}" if detail else status
+        print(head + one_line(text, limit=None if width is None else max(width - len(head), 20)), file=out)
+    if not planned:
         print(f"result: {result.status}", file=out)
     for key, value in result.summary.items():
-        print(f"{key}: {value}", file=out)
+        print(f"{key}: {flat(value)}", file=out)
+
+
+def _check_steps(runbook_id: str) -> set[str]:
+    """The ids of the runbook's checks (its soft steps; every step of a read-only runbook): their
+    "unchanged" reads "passed"."""
+    from aep_ops.engine.runbook import get
+    from aep_ops.errors import UsageError as NoSuchRunbook
+
+    try:
+        rb = get(runbook_id)
+    except NoSuchRunbook:
+        return set()
+    return {s.id for s in rb.steps if s.soft or not rb.mutating}

@@ -1,14 +1,16 @@
-"""``config.show``: the effective configuration, secrets shown as references only."""
+"""``config.show``: the effective configuration, secrets shown as references only; in YAML
+(``null``, ``true``, ``[a, b]``), with where each value came from as a comment."""
 
 from __future__ import annotations
 
 from invoke import task
 
 from aep_ops.tasks.frontdoor import front_door, load_settings, print_json
+from aep_ops.tasks.yamltext import inline
 
 
 @task(help={"env": "environment to show (default: local)", "json": "print JSON",
-            "set": "override a value, KEY=VALUE (repeatable)"}, iterable=["set"])
+            "set": "override a value, KEY=VALUE (repeatable; drill.scale=2 means environments.ENV.drill.scale)"}, iterable=["set"])
 def show(c, env=None, json=False, set=None):
     """Print the effective configuration of an environment and where each value came from."""
     with front_door():
@@ -33,4 +35,4 @@ def _print_tree(node, sources, env_name, prefix="", indent=0):
             _print_tree(value, sources, env_name, path, indent + 1)
         else:
             src = sources.get(source_path) or ""
-            print(f"{pad}{key}: {value}" + (f"    # {src}" if src else ""))
+            print(f"{pad}{key}: {inline(value)}" + (f"    # {src}" if src else ""))

@@ -1,4 +1,4 @@
-"""``dr.history``: past drills with their RTO/RPO, and a trend chart in the reports directory."""
+"""``dr.history``: past drills with their RTO/RPO, and the trend chart (PNG + SVG) in the reports directory."""
 
 from __future__ import annotations
 
@@ -9,18 +9,19 @@ from aep_ops.tasks.frontdoor import front_door, load_settings, print_json
 
 @task(help={"env": "environment (default: local)", "json": "print JSON"})
 def history(c, env=None, json=False):
-    """List past drills (result, RTO, RPO, archive lag) and write reports/dr-trend-ENV.svg."""
-    from aep_ops.dr import report as drill_report
+    """List past drills (result, RTO, RPO, archive lag) and redraw reports/dr-trend-ENV.png and .svg."""
+    from aep_ops.dr import trend
 
     with front_door():
         settings = load_settings(env)
-        reports = drill_report.history(settings)
-        chart = drill_report.trend_svg(reports, drill_report.reports_dir(settings) / f"dr-trend-{settings.env_name}.svg")
+        reports = trend.history(settings)
+        charts = trend.write_chart(settings)
         if json:
-            print_json({"drills": reports, "chart": str(chart)})
+            print_json({"drills": reports, "chart": str(charts["svg"]),
+                        "charts": {k: str(v) for k, v in charts.items()}})
             return
         if not reports:
-            print(f"no drills recorded on {settings.env_name}")
+            print(f"no drills recorded on {settings.env_name} (chart: {charts['png']})")
             return
 
         def fmt(value):
@@ -30,4 +31,4 @@ def history(c, env=None, json=False):
         for r in reports:
             print(f"{r['run_id']:<26} {r['result']:<7} {fmt(r.get('rto_seconds')):>8} {fmt(r.get('rpo_seconds')):>8}"
                   f" {fmt(r.get('archive_lag_seconds')):>8}  {r.get('target_time')}")
-        print(f"chart: {chart}")
+        print(f"chart: {charts['png']} and {charts['svg']}")

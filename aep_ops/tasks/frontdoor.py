@@ -60,7 +60,9 @@ def front_door() -> Iterator[None]:
         stdout_gone()
         raise Exit(code=EXIT_OK) from None
     except AepError as exc:
-        raise Exit(f"error: {redact(str(exc))}", code=exit_code_for(exc)) from None
+        from aep_ops.textfmt import flat  # one whole line, a multi-line PostgreSQL error included
+
+        raise Exit(f"error: {flat(redact(str(exc)))}", code=exit_code_for(exc)) from None
     except KeyboardInterrupt:
         raise Exit("interrupted", code=EXIT_FAILED) from None
     except Exception as exc:  # a bug: the details go to the log file, one line to the user
@@ -118,13 +120,13 @@ def print_json(data: object) -> None:
     print(dumps(data, indent=2, sort_keys=True), file=sys.stdout)
 
 
-def write_json(path: str, data: object) -> None:
+def write_json(path: str, data: object, *, flag: str = "--json-file") -> None:
     """Write JSON to a file the user named (atomically: a reader never sees half of it, and a
     failed write leaves nothing behind)."""
     import os
     import tempfile
 
-    target = check_output_path("--json", path)
+    target = check_output_path(flag, path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -132,7 +134,7 @@ def write_json(path: str, data: object) -> None:
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except OSError as exc:
-        raise UsageError(f"--json {path}: cannot write it ({exc.strerror})") from None
+        raise UsageError(f"{flag} {path}: cannot write it ({exc.strerror})") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -145,7 +147,7 @@ def check_output_path(flag: str, path: str):  # -> pathlib.Path
     from pathlib import Path
 
     if not str(path).strip():
-        raise UsageError(f"{flag} is empty: name a file to write, or give {flag} alone for stdout")
+        raise UsageError(f"{flag} is empty: name a file to write, or give --json alone for stdout")
     if "\0" in str(path):
         raise UsageError(f"{flag}: the path contains a NUL byte")
     target = Path(os.path.expanduser(str(path)))

@@ -9,6 +9,8 @@ from invoke.exceptions import ParseError
 from invoke.parser import ParseResult
 
 from aep_ops import __version__
+from aep_ops.tasks.coreflags import (cleanup_exit_2, explain, install_inv, print_help, print_version,
+                                     refuse_core_flags)
 
 
 HELP_FLAGS = ("--help", "-h")
@@ -29,24 +31,30 @@ def route_task_help(program: Program) -> None:
 
 def route_inv_task_help() -> None:
     """The same for ``inv``, whose Program is invoke's own (tasks.py is loaded mid-parse);
-    also make its command-line mistakes exit 2 (bad input) like ``aep-ops``, not invoke's 1."""
+    also make its command-line mistakes exit 2 (bad input) like ``aep-ops``, not invoke's 1,
+    with a "did you mean", and refuse the core flags aep-ops does not honour (coreflags)."""
     from invoke.main import program
 
     route_task_help(program)
-    parse_tasks = program.parse_tasks
+    install_inv(program)  # also done by the console script (aep_ops/tasks/inv_script.py) before any parsing
+    parse_tasks, parse_cleanup = program.parse_tasks, program.parse_cleanup
 
     def parse_tasks_exit_2() -> None:
         if nothing_to_parse(program):
-            return
+            return refuse_core_flags(program)
         try:
             parse_tasks()
         except ParseError as exc:
             if resume_needs_no_positionals(program, exc):
                 return parse_tasks_exit_2()
-            print(exc, file=sys.stderr)
+            print(explain(program, exc), file=sys.stderr)
             sys.exit(2)
+        refuse_core_flags(program)
 
-    program.parse_tasks = parse_tasks_exit_2
+    def parse_cleanup_exit_2() -> None:
+        cleanup_exit_2(parse_cleanup, program)
+
+    program.parse_tasks, program.parse_cleanup = parse_tasks_exit_2, parse_cleanup_exit_2
 
 
 def resume_needs_no_positionals(program: Program, exc: ParseError) -> bool:
@@ -109,7 +117,7 @@ class AepOpsProgram(Program):
 
     def parse_tasks(self):
         if nothing_to_parse(self):
-            return
+            return refuse_core_flags(self)
         try:
             super().parse_tasks()
         except ParseError as exc:
@@ -121,8 +129,18 @@ class AepOpsProgram(Program):
                 self._plain = False
                 self.namespace = self.collection = build_namespace()
                 return self.parse_tasks()
-            print(exc, file=sys.stderr)
+            print(explain(self, exc), file=sys.stderr)
             sys.exit(2)
+        refuse_core_flags(self)
+
+    def parse_cleanup(self):
+        cleanup_exit_2(super().parse_cleanup, self)
+
+    def print_version(self):
+        print_version(self)
+
+    def print_help(self):
+        print_help(self)
 
 
 def main() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from aep_ops.tasks.adapter import render_result
+from aep_ops.tasks.adapter import STEP_LINE_WIDTH, render_result
+from aep_ops.textfmt import duration, lines, one_line
 
 
 def render_doctor(result: Any, settings: Any) -> None:
@@ -29,27 +30,38 @@ def render_doctor(result: Any, settings: Any) -> None:
 
 
 def render_drill(result: Any, settings: Any) -> None:
-    """The drill's verdict first: each check, then RTO and RPO against the objectives."""
+    """The drill's verdict first: one line per check, then RTO and RPO each beside its own objective,
+    in human units; last, a kept scratch copy's DSN and the command that removes it. A check's error
+    shows its first line here, uncut (it is said once, here), the rest is in the report."""
     report = result.summary
     if result.status == "planned" or "checks" not in report:
         render_result(result, settings)
         return
     out = sys.stdout
-
-    def secs(value: Any) -> str:
-        return "n/a" if value is None else f"{value:.1f}s"
-
+    width = STEP_LINE_WIDTH if getattr(out, "isatty", lambda: False)() else None
     print(f"dr.drill on {result.env}, run {result.run_id}: {report['result'].upper()}", file=out)
     print(f"  restored backup {report['backup_label']} + WAL to {report['target_time']}", file=out)
     for check in report["checks"]:
-        print(f"  {check['status']:<7} {check['id']:<20} {check['detail']}", file=out)
-    print(f"  RTO {secs(report['rto_seconds'])} (objective {secs(report['rto_objective_seconds'])}),"
-          f" RPO {secs(report['rpo_seconds'])}, archive lag at start {secs(report['archive_lag_seconds'])}"
-          f" (objective {secs(report['rpo_objective_seconds'])})", file=out)
+        head = f"  {check['status']:<7} {check['id']:<20} "
+        if check["status"] == "failed":
+            found = lines(check["detail"]) or [""]
+            more = len(found) - 1
+            detail = found[0].strip() + (f" (+{more} line{'' if more == 1 else 's'} in the report)" if more else "")
+        else:
+            detail = one_line(check["detail"], limit=None if width is None else max(width - len(head), 20))
+        print(head + detail, file=out)
+    print(f"  RTO {duration(report['rto_seconds'])} (objective {duration(report['rto_objective_seconds'])}),"
+          f" RPO {duration(report['rpo_seconds'])} (objective {duration(report['rpo_objective_seconds'])}),"
+          f" archive lag at start {duration(report['archive_lag_seconds'])}", file=out)
     print(f"  report: {report['report']}", file=out)
     print(f"  metrics: {report['metrics_file']}", file=out)
     for reaped in report.get("reaped_leftovers") or []:
         print(f"  reaped leftover scratch copy: {reaped}", file=out)
+    kept = report.get("kept")
+    if kept:
+        print(f"  kept {kept['name']} {kept['reason']}", file=out)
+        print(f"  dsn: {kept['dsn']}", file=out)
+        print(f"  remove it with: {kept['discard_command']}", file=out)
 
 
 RENDERERS = {"doctor": render_doctor, "dr.drill": render_drill}

@@ -82,7 +82,7 @@ def test_runs_list_limit_is_a_bounded_whole_number(run, tool, limit):
 def test_runs_list_limit_in_range_still_lists(run):
     assert run("demo.greet").returncode == 0
     proc = run("runs.list", "--limit", "1")
-    assert proc.returncode == 0 and "demo.greet" in proc.stdout and len(proc.stdout.splitlines()) == 1
+    assert proc.returncode == 0 and "demo.greet" in proc.stdout and len(proc.stdout.splitlines()) == 2  # header + 1
 
 
 @pytest.mark.parametrize("runbook", ["dr.drill", "db.setup"])

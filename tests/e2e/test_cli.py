@@ -60,7 +60,7 @@ def test_a_plain_task_starts_without_the_runbook_modules_and_two_tasks_still_par
 
     both = cli("runs.list", "config.show", tool="aep-ops", check_rc=0)  # the second task is not in runs
     assert "state_dir:" in both.stdout
-    assert "No idea what 'runs.nope' is" in cli("runs.nope", tool="aep-ops", check_rc=2).stderr
+    assert "error: no task 'runs.nope'" in cli("runs.nope", tool="aep-ops", check_rc=2).stderr
 
 
 def test_help_works_for_every_task_through_both_front_doors(cli):
@@ -80,7 +80,7 @@ def test_help_works_for_every_task_through_both_front_doors(cli):
     (["demo.greet", "--name", " "], 2, "error: --name must be a non-empty single line"),
     (["demo.greet", "--set", "log.levl=debug"], 2, "error: --set log.levl: unknown key 'log.levl'"),
     (["demo.greet", "--resume", "20200101T000000Z-000000"], 2, "no such run in the journal"),
-    (["demo.greet", "--no-such-flag"], 2, "No idea what '--no-such-flag' is"),
+    (["demo.greet", "--no-such-flag"], 2, "error: demo.greet: unknown flag --no-such-flag"),
     (["runs.show"], 2, "did not receive required positional arguments: 'run_id'"),
 ])
 @pytest.mark.parametrize("tool", ["aep-ops", "inv"])
@@ -115,8 +115,8 @@ def test_config_show_masks_secrets_and_names_sources(cli, tmp_path):
 
 def test_dry_run_prints_the_plan_and_changes_nothing(cli, state_dir):
     proc = cli("demo.greet", "--name", "Ada", "--dry-run", check_rc=0)
-    assert "1. Ensure the demo directory exists [ensure_demo_dir]: would change: create" in proc.stdout
-    assert "3. Record the greeting's checksum [ensure_checksum]: unknown until an earlier step runs" in proc.stdout
+    assert "1. Ensure the demo directory exists: would change: create" in proc.stdout
+    assert "3. Record the greeting's checksum: unknown until an earlier step runs" in proc.stdout
     assert not (state_dir / "demo").exists()
 
 
@@ -125,7 +125,8 @@ def test_runs_are_listed_and_shown(cli):
     run_id = json.loads(first.stdout)["run_id"]
     cli("demo.greet", "--name", "Ada", check_rc=0)
     listing = cli("runs.list", "--runbook", "demo.greet", check_rc=0).stdout.splitlines()
-    assert len(listing) == 2 and listing[1].startswith(run_id)
+    assert len(listing) == 3 and listing[0].split()[:3] == ["run", "runbook", "env"]  # a header, oldest first
+    assert listing[1].startswith(run_id)
     shown = json.loads(cli("runs.show", run_id, "--json", check_rc=0).stdout)
     assert shown["run"]["status"] == "succeeded"
     assert [s["status"] for s in shown["steps"]] == ["changed"] * 3

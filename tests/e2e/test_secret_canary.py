@@ -18,11 +18,11 @@ def test_canary_is_masked_everywhere(cli, state_dir, tmp_path):
     proc = cli("test.canary", "--env", "dev", env=env)
     assert proc.returncode == 1, proc.stderr
     assert "could not log in as app with password ****" in proc.stderr, "the error still says what failed"
-    run_id = proc.stderr.split("--resume ")[1].split(")")[0]
     *events, last = proc.stderr.splitlines()
+    run_id = last.split("--resume ")[1].strip()
     assert [json.loads(line)["event"] for line in events if "step.progress" in line] == ["step.progress"], \
-        "off a terminal, stderr holds JSON log lines (progress included) and then the one-line error"
-    assert last.startswith("test.canary: failed: ") and all(line.startswith("{") for line in events)
+        "off a terminal, stderr holds JSON log lines (progress included) and then the one-line outcome"
+    assert last.startswith("test.canary: failed at step 2 (fail_with_secret)") and all(line.startswith("{") for line in events)
     shown = cli("runs.show", run_id, "--json", env=env, check_rc=0).stdout
     assert json.loads(shown)["steps"][0]["outputs"]["dsn"] == "postgresql://app:****@db/aep"
 

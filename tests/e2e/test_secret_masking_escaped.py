@@ -50,8 +50,10 @@ def test_a_secret_that_cannot_be_masked_safely_is_refused_and_corrupts_nothing(c
         proc = cli("test.canary", "--env", "dev", env=_env(tmp_path, value))
         assert proc.returncode == 1, proc.stderr
         last = proc.stderr.strip().splitlines()[-1]
-        assert "env:AEP_CANARY_PW: its value cannot be masked safely" in last, last
-        assert value not in last.split("(")[0]
+        assert last.startswith("test.canary: failed at step 1 (use_secret)"), last
+        said = [line for line in proc.stdout.splitlines() if ": failed - " in line]  # the step's error, once
+        assert len(said) == 1 and "env:AEP_CANARY_PW: its value cannot be masked safely" in said[0], proc.stdout
+        assert value not in said[0].split("(")[0]
     for line in (state_dir / "logs" / "aep-ops.jsonl").read_text().splitlines():
         event = json.loads(line)  # on main a secret 'true' turned "ok": true into "ok": ****
         assert event["level"] in ("debug", "info", "warning", "error"), event

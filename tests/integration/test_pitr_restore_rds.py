@@ -86,6 +86,7 @@ def test_pitr_restore_on_rds_creates_a_tagged_instance_and_verifies_it(cli, stag
         "DBInstanceStatus"] == "available", "the old database is left untouched"
     refused = cli("pitr.discard", "--env", "staging", SOURCE, env=staging["env"])
     assert refused.returncode == 2 and "aep-ops" in refused.stderr, "the source is never deleted"
+    cli("pitr.cutover", "--env", "staging", SOURCE, env=staging["env"], check_rc=0)  # the active one is never discarded
     cli("pitr.discard", "--env", "staging", "pitr-one", env=staging["env"], check_rc=0)
     assert ours(staging["rds"]) == []
 

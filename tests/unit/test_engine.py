@@ -312,6 +312,7 @@ def test_loser_names_a_winner_that_has_the_lock_but_has_not_yet_written_who_it_i
 def test_progress_lines_name_step_number_title_and_anchor(settings):
     out = io.StringIO()
     out.aep_ops_human = True
-    run_runbook(greet, settings, params={"name": "Ada"}, out=out)
+    result = run_runbook(greet, settings, params={"name": "Ada"}, out=out)
     lines = out.getvalue().splitlines()
-    assert "[2/3] Write the greeting  (runbooks/demo.greet.md#2-write-the-greeting-ensure_greeting)" in lines
+    assert "[2/3] Write the greeting" in lines  # the anchor: in the result (--json, runs.show), not the line
+    assert result.steps[1].anchor == "runbooks/demo.greet.md#2-write-the-greeting-ensure_greeting"

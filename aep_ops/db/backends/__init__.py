@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar
 
-from aep_ops.errors import ConfigError, UsageError
+from aep_ops.errors import ConfigError, UsageError, VerificationFailed
 
 
 class DatabaseBackend(ABC):
@@ -111,14 +111,56 @@ class DatabaseBackend(ABC):
     @abstractmethod
     def exists(self, name: str) -> bool: ...
 
-    # --- cutover: point the application at a restored copy (the old database is left alone) ---
+    # --- cutover: make another database the application's primary and protect it, both ways ---
+    # (to a restored copy, and back to the original or another copy while it exists; the one
+    # left is not stopped or changed). Each pair is one journaled step of ``pitr.cutover``.
+
+    @abstractmethod
+    def source_name(self) -> str:
+        """The original source's name, as ``pitr.list`` shows it (``aep-source``, the RDS instance id)."""
+
+    @abstractmethod
+    def active_name(self) -> str:
+        """The database the application uses now, read from where the application finds it."""
+
+    def previous_name(self) -> str | None:
+        """The database the last cutover moved away from, when this backend records it."""
+        return None
+
+    @abstractmethod
+    def plan_protect(self, name: str) -> tuple[bool, str, dict[str, Any]]:
+        """(needed, summary, details) for turning WAL archiving / automated backups on for ``name``."""
+
+    @abstractmethod
+    def apply_protect(self, name: str, details: dict[str, Any], progress: Any) -> dict[str, Any]: ...
+
+    def verify_protect(self, name: str) -> None:
+        """Raise VerificationFailed when ``name`` is still not protected after ``apply_protect``."""
 
     @abstractmethod
     def plan_cutover(self, name: str) -> tuple[bool, str, dict[str, Any]]:
-        """(needed, summary, details) for pointing the application at restore ``name``."""
+        """(needed, summary, details) for pointing the application at ``name``."""
 
     @abstractmethod
     def apply_cutover(self, name: str, details: dict[str, Any], run_id: str | None) -> dict[str, Any]: ...
+
+    def verify_cutover(self, name: str) -> None:
+        """Read back where the application is pointed; VerificationFailed unless it is ``name``."""
+        if self.active_name() != name:
+            raise VerificationFailed(f"the application still uses {self.active_name()}, not {name}")
+
+    @abstractmethod
+    def plan_first_backup(self, name: str) -> tuple[bool, str, dict[str, Any]]:
+        """(needed, summary, details) for the backup a new primary needs right away."""
+
+    @abstractmethod
+    def apply_first_backup(self, name: str, details: dict[str, Any], progress: Any) -> dict[str, Any]: ...
+
+    def verify_first_backup(self, name: str, outputs: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def check_archiving(self, name: str) -> dict[str, Any]:
+        """Prove ``name``'s WAL reaches its archive now; VerificationFailed (with what to do) if not."""
 
 
 def backend_class(settings: Any) -> type[DatabaseBackend]:
@@ -135,9 +177,24 @@ def backend_for(settings: Any) -> DatabaseBackend:
     return backend_class(settings)(settings)
 
 
+DEFAULT_RTO_SECONDS = 4 * 3600  # the platform's recovery time objective, when an environment sets none
+
+
 def restore_timeout(settings: Any) -> int:
-    """Seconds a restore and its recovery may take (``drill.restore_timeout``, default 1 h)."""
-    return int((settings.env.get("drill") or {}).get("restore_timeout") or 3600)
+    """Seconds a restore and its recovery may take: ``drill.restore_timeout`` when set, else the
+    environment's RTO objective (``objectives.rto_seconds``, 4 h when unset).
+
+    Why the objective: the RTO is the time allowed from the start of a restore to a usable
+    database, so a restore still running when it is spent has already missed it; stopping
+    there gives a resumable failure that says so instead of more silence. The backup's size is
+    not used: replaying WAL, not copying the backup, is what makes a restore long, and its
+    length depends on the WAL since the backup, which no size foretells. Restores show their
+    ETA as they run; to let a slow one finish anyway, set ``drill.restore_timeout`` above the RTO.
+    """
+    explicit = (settings.env.get("drill") or {}).get("restore_timeout")
+    if explicit:
+        return int(explicit)
+    return int((settings.env.get("objectives") or {}).get("rto_seconds") or DEFAULT_RTO_SECONDS)
 
 
 def name_taken(name: str) -> UsageError:

@@ -7,24 +7,24 @@ source's archive; promotion is confirmed (not in recovery, postmaster alive, "re
 before ..." logged) and "recovery ended before configured recovery target was reached" is an
 error. A restore killed half-way is detected by its marker (status "restoring") and redone from
 scratch on the same port, after stopping any server it left running and any pgBackRest restore
-still writing into it: no orphaned cluster, process or port. Cutover is the pointer file
-STATE_DIR/pg/active.json, which records what it replaced.
+still writing into it: no orphaned cluster, process or port. Cutover (both ways: to a copy,
+and back) is in ``local_cutover``: archiving on for the new primary in its own stanza, the
+pointer file STATE_DIR/pg/active.json, an immediate full backup, a WAL round trip.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import shutil
 import socket
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterator
 
 from aep_ops.db import locations
-from aep_ops.db.backends import DatabaseBackend, local_facts, name_taken
+from aep_ops.db.backends import DatabaseBackend, local_cutover, local_facts, name_taken
 from aep_ops.errors import UsageError, VerificationFailed
 from aep_ops.log import get_logger
 from aep_ops.timefmt import iso_from_timestamp
@@ -35,9 +35,11 @@ log = get_logger(__name__)
 class Backend(DatabaseBackend):
     self_hosted = True
 
-    def __init__(self, settings: Any) -> None:
-        super().__init__(settings)
-        self.db = locations.local_db(settings)
+    @functools.cached_property
+    def db(self) -> locations.LocalDb:
+        """The active source (``locations.local_db``), resolved when first used: a cut back must
+        work even when the active copy has gone."""
+        return locations.local_db(self.settings)
 
     @classmethod
     def check_usable(cls, settings: Any) -> None:
@@ -156,31 +158,43 @@ class Backend(DatabaseBackend):
         return (locations.restored_copy(self.settings, name) is not None
                 or (locations.restores_dir(self.settings) / name).exists())
 
-    # --- cutover ---
+    # --- cutover (local_cutover) ---
+
+    def source_name(self) -> str:
+        return locations.SOURCE_NAME
+
+    def active_name(self) -> str:
+        return locations.active_name(self.settings)
+
+    def previous_name(self) -> str | None:
+        return local_cutover.previous_name(self.settings)
+
+    def plan_protect(self, name: str) -> tuple[bool, str, dict[str, Any]]:
+        return local_cutover.plan_protect(self.settings, name)
+
+    def apply_protect(self, name: str, details: dict[str, Any], progress: Any) -> dict[str, Any]:
+        return local_cutover.apply_protect(self.settings, name, progress)
+
+    def verify_protect(self, name: str) -> None:
+        local_cutover.verify_protect(self.settings, name)
 
     def plan_cutover(self, name: str) -> tuple[bool, str, dict[str, Any]]:
-        copy = locations.restored_copy(self.settings, name)
-        if copy is None or copy.meta.get("status") != "promoted":
-            raise UsageError(f"no verified restore named {name} (see `inv pitr.list`)")
-        pointer = active_pointer(self.settings)
-        current = json.loads(pointer.read_text()) if pointer.exists() else {}
-        if current.get("name") == name:
-            return False, f"the application already uses {name}", {"dsn": copy.meta["dsn"]}
-        previous = current.get("dsn") or self.db.dsn()
-        return (True, f"point the application at {name} ({copy.meta['dsn']}); previous: {previous}",
-                {"previous": previous})
+        return local_cutover.plan_pointer(self.settings, name)
 
     def apply_cutover(self, name: str, details: dict[str, Any], run_id: str | None) -> dict[str, Any]:
-        copy = locations.restored_copy(self.settings, name)
-        record = {"name": name, "dsn": copy.meta["dsn"], "previous": details["previous"],
-                  "at": datetime.now(timezone.utc).isoformat(), "run_id": run_id}
-        pointer = active_pointer(self.settings)
-        tmp = pointer.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, pointer)
-        copy.meta["cutover"] = True
-        copy.save()
-        return record
+        return local_cutover.apply_pointer(self.settings, name, details, run_id)
+
+    def plan_first_backup(self, name: str) -> tuple[bool, str, dict[str, Any]]:
+        return local_cutover.plan_backup(self.settings, name)
+
+    def apply_first_backup(self, name: str, details: dict[str, Any], progress: Any) -> dict[str, Any]:
+        return local_cutover.apply_backup(self.settings, name, progress)
+
+    def verify_first_backup(self, name: str, outputs: dict[str, Any]) -> None:
+        local_cutover.verify_backup(self.settings, name, outputs)
+
+    def check_archiving(self, name: str) -> dict[str, Any]:
+        return local_cutover.check_archiving(self.settings, name)
 
 
 def require_reachable_state_dir(settings: Any) -> None:
@@ -198,10 +212,6 @@ def require_reachable_state_dir(settings: Any) -> None:
         raise UsageError(f"state_dir {settings.state_dir} is not reachable by the {user} user ({exc}); "
                          "set state_dir (or AEP_OPS_STATE_DIR) to a directory it can traverse, "
                          "e.g. /var/lib/aep-ops") from None
-
-
-def active_pointer(settings: Any) -> Path:
-    return locations.pg_root(settings) / "active.json"
 
 
 def restore_state(settings: Any, name: str, target: datetime) -> tuple[str, locations.RestoredCopy | None]:
@@ -237,14 +247,18 @@ def restore(settings: Any, db: locations.LocalDb, name: str, check: local_facts.
     cluster = copy.cluster(settings)
     _clear_partial(cluster)
     say(f"restoring backup {check.backup_label} into {copy.datadir}")
-    result = db.backrest.restore(copy.datadir, target_time=check.target, set_label=check.backup_label,
-                                 timeout=timeout)
+    from aep_ops.pg.backrest_progress import restore_watch
+
+    with restore_watch(db.backrest, check.backup_label, copy.datadir, progress):  # bytes, rate, ETA
+        result = db.backrest.restore(copy.datadir, target_time=check.target, set_label=check.backup_label,
+                                     timeout=timeout)
     restored_at = time.time()
     cluster.configure({"archive_mode": "off", "archive_command": "", "shared_buffers": "128MB"})
     cluster.disable_archiving()
     say(f"starting the copy on port {port} and replaying WAL to {check.target.isoformat()}")
-    cluster.start(timeout=timeout, wait=False)  # wait_for_promotion is the real wait (pg_ctl -w polls at 100 ms)
-    promoted = cluster.wait_for_promotion(timeout=timeout, poll=0.02)  # RTO is measured: poll finely
+    left = max(30.0, started + timeout - time.time())  # one deadline for files + replay, not one each
+    cluster.start(timeout=left, wait=False)  # wait_for_promotion is the real wait (pg_ctl -w polls at 100 ms)
+    promoted = cluster.wait_for_promotion(timeout=left, poll=0.02)  # RTO is measured: poll finely
     if promoted.archive_mode != "off":
         raise VerificationFailed(f"restored copy {name} has archive_mode={promoted.archive_mode}; it must be off")
     finished = time.time()
@@ -268,8 +282,9 @@ def discard(settings: Any, name: str) -> bool:
         if base.exists():
             raise UsageError(f"{base} was not created by aep-ops (no {locations.RESTORE_MARKER}); refusing to remove it")
         return False
-    if copy.meta.get("cutover"):
-        raise UsageError(f"restore {name} is the database the application was cut over to; refusing to remove it")
+    if locations.active_name(settings) == name:
+        raise UsageError(f"{name} is the database the application uses (cut over to it); cut over to another"
+                         f" first (`inv pitr.cutover {locations.SOURCE_NAME}`), then discard it")
     stop_copy(copy.cluster(settings))  # its files are deleted next: stopped at once, no checkpoint
     _remove_soon(base)
     return True

@@ -27,13 +27,18 @@ class Backend(DatabaseBackend):
 
     @classmethod
     def config_problems(cls, settings: Any) -> list[tuple[str, str]]:
-        if not (settings.env.get("aws") or {}).get("region"):
-            return [(f"environments.{settings.env_name}.aws.region",
-                     "set the AWS region of this environment in aep-ops.yaml")]
-        return []
+        env, where = settings.env, f"environments.{settings.env_name}"
+        problems = []
+        if not (env.get("aws") or {}).get("region"):
+            problems.append((f"{where}.aws.region", "set the AWS region of this environment in aep-ops.yaml"))
+        if not (env.get("rds") or {}).get("instance_id"):
+            problems.append((f"{where}.rds.instance_id", "set it to the source DB instance identifier in aep-ops.yaml"
+                             f" (or --set {where}.rds.instance_id=ID); every pitr.* and dr.drill run needs it"))
+        return problems
 
     @property
-    def source_id(self) -> str:
+    def original_id(self) -> str:
+        """``rds.instance_id``: the original source (``source_id`` is the active one)."""
         instance_id = (self.settings.env.get("rds") or {}).get("instance_id")
         if not instance_id:
             raise ConfigError(f"environments.{self.settings.env_name}.rds.instance_id is required for the rds backend")
@@ -43,8 +48,14 @@ class Backend(DatabaseBackend):
     def rds(self) -> Any:
         from aep_ops.aws import client
 
-        self.source_id  # a missing instance id is the first thing to say
+        self.original_id  # a missing instance id is the first thing to say
         return client(self.settings, "rds")
+
+    @functools.cached_property
+    def source_id(self) -> str:
+        """The active source, which facts, restores and drills act on: the instance the application's
+        cutover lever points at (read back from Route 53 / the secret), else ``rds.instance_id``."""
+        return self.active_name()
 
     def connection_params(self) -> dict[str, Any]:
         """From ``database.*``, falling back to ``rds.*``."""
@@ -110,7 +121,7 @@ class Backend(DatabaseBackend):
         started = time.time()
         progress(f"restoring {self.source_id} to {target.isoformat()} into DB instance {name}")
         restored = restore_to_new_instance(self.rds, self.facts(), new_id=name, target_time=target,
-                                           run_id=run_id or "", wait_timeout=timeout)
+                                           run_id=run_id or "", wait_timeout=timeout, progress=progress)
         from aep_ops.db.backends.rds_facts import describe_instance
 
         meta = self._meta(name, target, describe_instance(self.rds, name))
@@ -164,41 +175,97 @@ class Backend(DatabaseBackend):
     def discard(self, name: str) -> bool:
         from aep_ops.db.backends.rds_restore import delete_restored
 
+        if name != self.original_id and name == self.active_name():
+            raise UsageError(f"{name} is the database the application uses (active); cut over to another first"
+                             f" (`inv pitr.cutover --env {self.settings.env_name} {self.original_id}`)")
+
         return delete_restored(self.rds, name)
 
     def copies(self) -> list[dict[str, Any]]:
         from aep_ops.db.backends.rds_restore import restored_instances
 
-        return [{"name": r.instance_id, **r.to_record()} for r in restored_instances(self.rds, source_id=self.source_id)]
+        mine = restored_instances(self.rds)  # restores of the original and of copies cut over to since
+        sources, found = {self.original_id.lower()}, []
+        while True:
+            more = [r for r in mine if (r.source_id or "").lower() in sources and r not in found]
+            if not more:
+                return [{"name": r.instance_id, **r.to_record()} for r in found]
+            found += more
+            sources |= {r.instance_id.lower() for r in more}
 
     def exists(self, name: str) -> bool:
         from aep_ops.db.backends.rds_facts import describe_instance
 
         return describe_instance(self.rds, name) is not None
 
-    # --- cutover ---
+    # --- cutover (both ways: to a restored instance, back to the original; levers in rds_cutover) ---
+
+    def source_name(self) -> str:
+        return self.original_id
+
+    def active_name(self) -> str:
+        """Read back, not remembered: the instance (the original or one aep-ops restored) whose endpoint
+        the Route 53 CNAME (else the secret's host) names; the original when none matches."""
+        from aep_ops.db.backends.rds_cutover import same_host
+
+        conf = (self.settings.env.get("rds") or {}).get("cutover") or {}
+        if not (conf.get("route53_zone_id") and conf.get("record_name")) and not conf.get("secret_id"):
+            return self.original_id
+        host = self._lever_hosts(conf)[0]
+        for instance_id in [self.original_id] + [r["name"] for r in self.copies()]:
+            address = self._endpoint(instance_id)[0]
+            if same_host(host, address):
+                return instance_id
+        return self.original_id
+
+    def plan_protect(self, name: str) -> tuple[bool, str, dict[str, Any]]:
+        from aep_ops.db.backends.rds_facts import required_retention_days
+
+        instance = self._cutover_instance(name)
+        days, wanted = int(instance.get("BackupRetentionPeriod") or 0), required_retention_days(self.settings)
+        if days >= wanted:
+            return False, f"automated backups of {name} kept {days} days (WAL archived by RDS)", {"retention_days": days}
+        return True, f"set BackupRetentionPeriod of {name} from {days} to {wanted} days", {"retention_days": wanted}
+
+    def apply_protect(self, name: str, details: dict[str, Any], progress: Any) -> dict[str, Any]:
+        from aep_ops.aws.clients import aws_errors
+        from aep_ops.db.backends.rds_restore import wait_available
+
+        with aws_errors(self.rds, f"turning automated backups on for {name}", resource=name):
+            self.rds.modify_db_instance(DBInstanceIdentifier=name, BackupRetentionPeriod=details["retention_days"],
+                                        ApplyImmediately=True)
+        wait_available(self.rds, name, progress=progress)
+        return {"retention_days": details["retention_days"]}
+
+    def verify_protect(self, name: str) -> None:
+        needed, summary, _ = self.plan_protect(name)
+        if needed:
+            raise VerificationFailed(f"{name}: still not protected ({summary})")
 
     def plan_cutover(self, name: str) -> tuple[bool, str, dict[str, Any]]:
-        from aep_ops.db.backends.rds_facts import describe_instance
+        from aep_ops.db.backends.rds_cutover import same_host
 
         conf = self._cutover_conf()
-        instance = describe_instance(self.rds, name)
-        if instance is None or instance.get("DBInstanceStatus") != "available":
-            raise UsageError(f"no available DB instance {name} (see `inv pitr.list --env {self.settings.env_name}`)")
+        instance = self._cutover_instance(name)
         address, port = instance["Endpoint"]["Address"], int(instance["Endpoint"]["Port"])
+        host, secret = self._lever_hosts(conf)
         levers = []
-        if conf.get("route53_zone_id"):
+        if conf.get("route53_zone_id") and not same_host(host, address):
             levers.append(f"CNAME {conf['record_name']} -> {address}")
-        if conf.get("secret_id"):
+        if conf.get("secret_id") and (not same_host(secret[0], address) or secret[1] != port):
             levers.append(f"secret {conf['secret_id']} host/port -> {address}:{port}")
-        return True, "point " + " and ".join(levers), {"address": address, "port": port}
+        current = self.active_name()
+        details = {"address": address, "port": port, "previous_name": current, "from": current, "to": name}
+        if not levers:
+            return False, f"the application already uses {name} ({address}:{port})", details
+        return True, "point " + " and ".join(levers) + f" (from {current})", details
 
     def apply_cutover(self, name: str, details: dict[str, Any], run_id: str | None) -> dict[str, Any]:
         from aep_ops.aws import client
         from aep_ops.db.backends.rds_cutover import point_route53, point_secret
 
         conf = self._cutover_conf()
-        done: dict[str, Any] = {}
+        done: dict[str, Any] = {"from": details["from"], "to": name}
         if conf.get("route53_zone_id"):
             change = point_route53(client(self.settings, "route53"), conf["route53_zone_id"], conf["record_name"],
                                    details["address"])
@@ -210,12 +277,65 @@ class Backend(DatabaseBackend):
                               "previous": dict(change.previous)}
         return done
 
+    def verify_cutover(self, name: str) -> None:
+        needed, summary, _ = self.plan_cutover(name)  # reads the record and the secret back
+        if needed:
+            raise VerificationFailed(f"after the cutover to {name}, still to do: {summary}; check them by hand")
+
+    def plan_first_backup(self, name: str) -> tuple[bool, str, dict[str, Any]]:
+        days = int(self._cutover_instance(name).get("BackupRetentionPeriod") or 0)
+        return False, (f"RDS takes {name}'s automated backups itself ({days}-day retention; the first one right"
+                       " after a restore or after retention is turned on)"), {"retention_days": days}
+
+    def apply_first_backup(self, name: str, details: dict[str, Any], progress: Any) -> dict[str, Any]:
+        return {}  # never called: plan_first_backup says RDS does it
+
+    def check_archiving(self, name: str) -> dict[str, Any]:
+        from aep_ops.db.backends.rds_facts import archive_lag, check_backups, required_retention_days, source_facts
+
+        facts = source_facts(self.rds, name)
+        problems = check_backups(facts, required_retention_days=required_retention_days(self.settings))
+        if problems:
+            raise VerificationFailed("; ".join(problems))
+        lag = archive_lag(facts, datetime.now(timezone.utc))
+        return {"summary": f"{name} restorable up to {facts.latest_restorable_time.isoformat()}",
+                "lag_seconds": lag.total_seconds() if lag is not None else None}
+
     def _cutover_conf(self) -> dict[str, Any]:
         conf = (self.settings.env.get("rds") or {}).get("cutover") or {}
         if not (conf.get("route53_zone_id") and conf.get("record_name")) and not conf.get("secret_id"):
             raise ConfigError(f"environments.{self.settings.env_name}.rds.cutover: set route53_zone_id + record_name"
                               " and/or secret_id (how the application finds its database)")
         return conf
+
+    def _cutover_instance(self, name: str) -> dict[str, Any]:
+        """An available instance the application may be pointed at: the original or one aep-ops restored."""
+        from aep_ops.db.backends.rds_facts import TAG_CREATED_BY, describe_instance, tags_of
+
+        instance = describe_instance(self.rds, name)
+        if instance is None or instance.get("DBInstanceStatus") != "available":
+            raise UsageError(f"no available DB instance {name} (see `inv pitr.list --env {self.settings.env_name}`)")
+        if name != self.original_id and tags_of(self.rds, instance).get(TAG_CREATED_BY) != "aep-ops":
+            raise UsageError(f"DB instance {name} was not restored by aep-ops nor is it rds.instance_id; refusing to"
+                             " point the application at it")
+        return instance
+
+    def _lever_hosts(self, conf: dict[str, Any]) -> tuple[str | None, tuple[str | None, int | None]]:
+        """(the CNAME's target, else the secret's host; the secret's (host, port)), read now."""
+        from aep_ops.aws import client
+        from aep_ops.db.backends.rds_cutover import cname_target, secret_endpoint
+
+        secret = secret_endpoint(client(self.settings, "secretsmanager"), conf["secret_id"]) \
+            if conf.get("secret_id") else (None, None)
+        if conf.get("route53_zone_id") and conf.get("record_name"):
+            return cname_target(client(self.settings, "route53"), conf["route53_zone_id"], conf["record_name"]), secret
+        return secret[0], secret
+
+    def _endpoint(self, instance_id: str) -> tuple[str | None, int | None]:
+        from aep_ops.db.backends.rds_facts import describe_instance
+
+        endpoint = (describe_instance(self.rds, instance_id) or {}).get("Endpoint") or {}
+        return endpoint.get("Address"), endpoint.get("Port")
 
     # --- helpers ---
 

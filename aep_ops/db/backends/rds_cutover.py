@@ -1,4 +1,4 @@
-"""Cutover helpers: point the application at a restored instance, and undo that.
+"""Cutover helpers: point the application at a restored instance, back again, and read back where it points.
 
 Two levers, both outside the database: a Route 53 CNAME and the Secrets Manager secret that
 holds the application's connection fields. Each change reports what it replaced so it can be
@@ -109,6 +109,23 @@ def undo_secret(secretsmanager: Any, change: SecretChange) -> SecretChange:
     new_version = _put(secretsmanager, change.secret_id, previous)
     return SecretChange(change.secret_id, change.new_version_id, new_version, change.current, change.previous,
                         changed=True)
+
+
+def cname_target(route53: Any, zone_id: str, record_name: str) -> str | None:
+    """Where the CNAME points now (None: no record): what the application resolves."""
+    existing = _record(route53, zone_id, _fqdn(record_name))
+    return existing["ResourceRecords"][0]["Value"] if existing else None
+
+
+def secret_endpoint(secretsmanager: Any, secret_id: str) -> tuple[str | None, int | None]:
+    """(host, port) in the application's secret now; the password is never returned."""
+    _, data = _read_json_secret(secretsmanager, secret_id)
+    port = data.get("port")
+    return data.get("host"), int(port) if isinstance(port, (int, str)) and str(port).isdigit() else None
+
+
+def same_host(a: str | None, b: str | None) -> bool:
+    return bool(a and b) and _fqdn(a) == _fqdn(b)
 
 
 def _record(route53: Any, zone_id: str, name: str) -> dict[str, Any] | None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterator
 
 from aep_ops.aws.clients import AwsError, AwsTimeout, aws_errors, translate
 from aep_ops.errors import UsageError
@@ -105,7 +106,7 @@ def restore_request(facts: SourceFacts, *, new_id: str, target_time: datetime, r
 def restore_to_new_instance(rds: Any, facts: SourceFacts, *, new_id: str, target_time: datetime, run_id: str,
                             instance_class: str | None = None, wait: bool = True,
                             wait_timeout: float = WAIT_TIMEOUT, wait_delay: float = WAIT_DELAY,
-                            now: datetime | None = None) -> RestoredInstance:
+                            now: datetime | None = None, progress: Any = None) -> RestoredInstance:
     """Restore ``facts.instance_id`` as of ``target_time`` into ``new_id``, wait until available.
 
     Idempotent: if ``new_id`` already holds our restore of the same source to the same time,
@@ -130,7 +131,7 @@ def restore_to_new_instance(rds: Any, facts: SourceFacts, *, new_id: str, target
             rds.restore_db_instance_to_point_in_time(**request)
         changed = True
     if wait:
-        wait_available(rds, new_id, timeout=wait_timeout, delay=wait_delay)
+        wait_available(rds, new_id, timeout=wait_timeout, delay=wait_delay, progress=progress)
     final = describe_instance(rds, new_id)
     if final is None:
         raise AwsError(f"RDS instance {new_id} vanished right after its restore; check `aws rds describe-events "
@@ -141,15 +142,19 @@ def restore_to_new_instance(rds: Any, facts: SourceFacts, *, new_id: str, target
     return result
 
 
-def wait_available(rds: Any, instance_id: str, *, timeout: float = WAIT_TIMEOUT, delay: float = WAIT_DELAY) -> None:
-    """boto3's ``db_instance_available`` waiter, bounded by ``timeout`` seconds."""
+def wait_available(rds: Any, instance_id: str, *, timeout: float = WAIT_TIMEOUT, delay: float = WAIT_DELAY,
+                   progress: Any = None) -> None:
+    """boto3's ``db_instance_available`` waiter, bounded by ``timeout`` seconds, with progress:
+    RDS tells no bytes, so what shows is the instance's status, the time elapsed and the time left
+    before the timeout (``watch_instance``)."""
     from botocore.exceptions import WaiterError
 
     delay = max(1, int(delay))
     attempts = max(1, math.ceil(timeout / delay))
     waiter = rds.get_waiter("db_instance_available")
     try:
-        waiter.wait(DBInstanceIdentifier=instance_id, WaiterConfig={"Delay": delay, "MaxAttempts": attempts})
+        with watch_instance(rds, instance_id, progress, limit=timeout, every=max(delay, 60)):
+            waiter.wait(DBInstanceIdentifier=instance_id, WaiterConfig={"Delay": delay, "MaxAttempts": attempts})
     except WaiterError as exc:
         last = exc.last_response or {}
         status = ((last.get("DBInstances") or [{}])[0]).get("DBInstanceStatus")
@@ -161,6 +166,31 @@ def wait_available(rds: Any, instance_id: str, *, timeout: float = WAIT_TIMEOUT,
                              "re-run to resume waiting") from exc
         raise AwsError(f"{doing}: it entered status '{status}'; see `aws rds describe-events --source-identifier "
                        f"{instance_id} --source-type db-instance`, delete it and retry") from exc
+
+
+@contextmanager
+def watch_instance(rds: Any, instance_id: str, progress: Any, *, limit: float, every: float = 60) -> Iterator[None]:
+    """A progress line for an instance being created: the status the waiter's own
+    DescribeDBInstances calls report (read from the client's after-call event: no call of its
+    own), the time elapsed and the time left before ``limit``; an event every ``every`` seconds."""
+    from aep_ops.pg.progress import Watch, stream_of
+
+    seen: dict[str, Any] = {"status": None}
+    event = "after-call.rds.DescribeDBInstances"
+
+    def remember(parsed: Any = None, **_: Any) -> None:
+        for instance in (parsed or {}).get("DBInstances") or []:
+            if instance.get("DBInstanceIdentifier", "").lower() == instance_id.lower():
+                seen["status"] = instance.get("DBInstanceStatus")
+
+    rds.meta.events.register(event, remember)
+    try:
+        with Watch(f"DB instance {instance_id}", lambda: None, None, verb_done=f"DB instance {instance_id} available",
+                   out=stream_of(progress), sample=1.0, event_every=every, status=lambda: seen["status"],
+                   limit=limit, phase="restore", instance=instance_id):
+            yield
+    finally:
+        rds.meta.events.unregister(event, remember)
 
 
 def restored_instances(rds: Any, *, source_id: str | None = None) -> list[RestoredInstance]:
