@@ -168,7 +168,9 @@ class RunReport(scratch.OnScratch):
         report = drill_report.build(ctx, kept=kept_copy(ctx))
         paths = drill_report.write(ctx.settings, report)
         ctx.summary.update({**report, "report": str(paths["md"]), "metrics_file": str(paths["metrics"])})
-        paths.update(_redraw_trend(ctx))
+        paths.update(charts := _redraw_trend(ctx))
+        if charts:
+            ctx.summary["trend_chart"] = str(charts["trend_png"])
         return {k: str(v) for k, v in paths.items()}
 
 

@@ -32,7 +32,8 @@ def png_size(path):
 
 def test_every_drill_redraws_the_chart_and_a_hard_failure_is_marked(cli, local_env, tmp_path):
     png, svg = charts(local_env)
-    drill(cli, check_rc=0)
+    first = drill(cli, check_rc=0)
+    assert f"trend chart: {png} (and .svg)" in first.stdout, "the drill says where its chart is"
     assert png_size(png) == (1200, 900)
     assert any(t.startswith("DR drills on local: 1 drill on ") for t in texts(svg))
     first_svg, first_png = svg.read_bytes(), png.read_bytes()

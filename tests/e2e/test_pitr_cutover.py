@@ -73,3 +73,11 @@ def test_a_cutover_killed_during_its_first_backup_resumes_and_backs_up_once(cli,
     full = [b for b in db.backrest.info() if b.type == "full" and not b.error]
     assert len(full) == 1, "the interrupted backup is adopted (or redone), never taken twice"
     assert cli("db.url", check_rc=0).stdout.strip() == db.dsn()
+
+
+def test_cutting_back_before_any_source_exists_says_to_create_it(cli, local_env):
+    """A fresh machine: nothing was ever cut over and there is no source; the refusal says what to run."""
+    proc = cli("pitr.cutover", "aep-source")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith("create it with `inv db.setup --env local`"), proc.stderr
+    assert not (locations.pg_root(config.load("local")) / "active.json").exists()

@@ -45,6 +45,9 @@ def target_db(settings: Any, name: str) -> locations.LocalDb:
     if name == locations.SOURCE_NAME:
         db = locations.local_db(settings, name)
         if not db.cluster.exists():
+            if locations.active_name(settings) == locations.SOURCE_NAME:  # never cut over: nothing to go back to
+                raise UsageError(f"there is no source at {db.cluster.datadir} yet and nothing was cut over;"
+                                 f" create it with `inv db.setup --env {settings.env_name}`")
             raise UsageError(f"the original source at {db.cluster.datadir} no longer exists; cut over to a copy"
                              " in `inv pitr.list` instead")
         return db
