@@ -1,4 +1,5 @@
-"""Text for people: one line of a many-line message, a Markdown table cell, a duration in human units.
+"""Text for people: one line of a many-line message, a Markdown table cell, a duration or a size in
+human units.
 
 Every renderer goes through these, so that a PostgreSQL error with DETAIL and HINT lines never
 splits a table or a column, and an objective of 14400 seconds reads "4 h". JSON keeps the raw values.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+STEP_LINE_WIDTH = 100  # columns of a step line on a terminal; the whole text is in the journal and the result
 ELLIPSIS = "..."  # ASCII: a timer's journal or a chat client may not be UTF-8
 
 
@@ -74,6 +76,22 @@ def duration(seconds: Any) -> str:
             big, rest = divmod(total, size)
             return f"{sign}{big} {name}" + (f" {rest // small} {small_name}" if rest else "")
     return f"{sign}{round(value)} s"  # pragma: no cover - 60 s and more always match a unit above
+
+
+_SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def size(value: Any) -> str:
+    """Bytes as a person reads them: 1536 -> "1.5 KiB"; whole bytes below 1 KiB, one decimal below 10
+    of a unit."""
+    amount = max(0.0, float(value))
+    for unit in _SIZE_UNITS:
+        if amount < 1024 or unit == _SIZE_UNITS[-1]:
+            if unit == "B":
+                return f"{int(amount)} B"
+            return f"{amount:.1f} {unit}" if amount < 10 else f"{amount:.0f} {unit}"
+        amount /= 1024
+    raise AssertionError("unreachable")
 
 
 def step_status(status: str, check: bool) -> str:

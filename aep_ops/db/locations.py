@@ -213,7 +213,7 @@ class UnreadableRestore(UsageError):
 
 def read_marker(name: str, marker: Path) -> dict[str, Any]:
     """The record of a restored copy, checked for the keys every reader relies on."""
-    from aep_ops.config_schema import preview, preview_text
+    from aep_ops.config.schema import preview, preview_text
 
     try:
         meta = json.loads(marker.read_bytes().decode("utf-8"))

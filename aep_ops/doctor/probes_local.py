@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from aep_ops.doctor.environment import DAILY
-from aep_ops.doctor.rows import row
+from aep_ops.doctor.rows import age_text, row
 from aep_ops.engine.context import RunContext
-from aep_ops.pg.progress import format_duration
 from aep_ops.errors import AepError
+from aep_ops.textfmt import duration
 
 USES_AWS = False
 
@@ -47,11 +47,11 @@ def source_rows(ctx: RunContext) -> list[dict]:
         rows.append(row("archiving", False, "no WAL segment archived yet",
                         f"`inv backup.setup --env {ctx.env_name}` proves archiving end to end"))
     elif lag is not None and lag > rpo:
-        rows.append(row("archiving", False, f"the archive lags {format_duration(lag)} (RPO {format_duration(rpo)})",
+        rows.append(row("archiving", False, f"the archive lags {duration(lag)} (RPO {duration(rpo)})",
                         f"{check} shows the backlog; check archive_command and the repository"))
     else:
         rows.append(row("archiving", True, f"last WAL archived {facts['last_archived_wal']},"
-                        f" lag {format_duration(lag or 0)} (RPO {format_duration(rpo)})"))
+                        f" lag {duration(lag or 0)} (RPO {duration(rpo)})"))
     return rows
 
 
@@ -75,11 +75,11 @@ def backup_rows(ctx: RunContext, *, now: datetime | None = None) -> list[dict]:
         newest = mine[-1]
         age = (now - newest.stop).total_seconds()
         if age > DAILY.total_seconds():
-            rows.append(row(item, False, f"newest backup {newest.label} ({newest.type}) ended {_hours(age)} ago;"
+            rows.append(row(item, False, f"newest backup {newest.label} ({newest.type}) ended {age_text(age)} ago;"
                             " backups must be daily",
                             f"`{run} --repo {repo} --type diff` now, then check why the daily backup did not run"))
         else:
-            rows.append(row(item, True, f"newest backup {newest.label} ({newest.type}) ended {_hours(age)} ago"))
+            rows.append(row(item, True, f"newest backup {newest.label} ({newest.type}) ended {age_text(age)} ago"))
     return rows
 
 
@@ -91,7 +91,3 @@ def _db(ctx: RunContext) -> Any:
 
 def _setup(ctx: RunContext) -> str:
     return f"`inv db.setup --env {ctx.env_name}`"
-
-
-def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else format_duration(seconds)

@@ -13,10 +13,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from aep_ops.doctor.environment import DAILY, aws_client
-from aep_ops.doctor.rows import row, split_fix
+from aep_ops.doctor.rows import age_text, row, split_fix
 from aep_ops.engine.context import RunContext
-from aep_ops.pg.progress import format_duration
 from aep_ops.errors import AepError
+from aep_ops.textfmt import duration
 
 USES_AWS = True
 
@@ -45,14 +45,14 @@ def source_rows(ctx: RunContext, *, now: datetime | None = None) -> list[dict]:
         latest = iso(facts.latest_restorable_time)
         if lag.total_seconds() > rpo:
             rows.append(row("point-in-time restore", False,
-                            f"restorable only up to {latest}, {format_duration(lag.total_seconds())} ago"
-                            f" (RPO {format_duration(rpo)})",
+                            f"restorable only up to {latest}, {duration(lag.total_seconds())} ago"
+                            f" (RPO {duration(rpo)})",
                             "RDS trails by about 5 minutes when healthy: read `aws rds describe-events"
                             f" --source-identifier {instance_id} --source-type db-instance`"))
         else:
             rows.append(row("point-in-time restore", True,
                             f"retention {facts.backup_retention_days} days, restorable up to {latest}"
-                            f" ({format_duration(lag.total_seconds())} ago)"))
+                            f" ({duration(lag.total_seconds())} ago)"))
     return rows
 
 
@@ -76,7 +76,7 @@ def backup_rows(ctx: RunContext, *, now: datetime | None = None) -> list[dict]:
     taken = newest["SnapshotCreateTime"]
     taken = taken if taken.tzinfo else taken.replace(tzinfo=timezone.utc)
     age = ((now or datetime.now(timezone.utc)) - taken).total_seconds()
-    text = f"newest {newest['DBSnapshotIdentifier']} taken {_hours(age)} ago"
+    text = f"newest {newest['DBSnapshotIdentifier']} taken {age_text(age)} ago"
     if age > DAILY.total_seconds():
         return [row(item, False, f"{text}; backups must be daily",
                     f"read `aws rds describe-events --source-identifier {instance_id} --source-type db-instance`"
@@ -87,7 +87,3 @@ def backup_rows(ctx: RunContext, *, now: datetime | None = None) -> list[dict]:
 def _source(ctx: RunContext) -> tuple[str, Any]:
     instance_id = (ctx.env.get("rds") or {}).get("instance_id")
     return instance_id, aws_client(ctx, "rds")
-
-
-def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else format_duration(seconds)

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from aep_ops.engine.step import Plan
 from aep_ops.errors import VerificationFailed
+from aep_ops.textfmt import duration
 
 
 def row(item: str, ok: bool, detail: str, fix: str = "") -> dict:
     return {"item": item, "ok": ok, "detail": detail, "fix": fix}
+
+
+def age_text(seconds: float) -> str:
+    """How long ago, for a backup age set against a daily schedule: decimal hours from an hour up
+    ("30.2 h", easier to compare with 24 h than "1 d 6 h"), human units below."""
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else duration(seconds)
 
 
 def rows_or_fail(rows: list[dict], what: str) -> Plan:

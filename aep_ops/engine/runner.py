@@ -27,7 +27,7 @@ from aep_ops.errors import (AepError, ApprovalRequired, NotResumable, StepFailed
                              VerificationFailed)
 from aep_ops.log import audit, bind, default_actor, get_logger, unbind
 from aep_ops.redact import redact
-from aep_ops.textfmt import duration, one_line, step_status
+from aep_ops.textfmt import STEP_LINE_WIDTH, duration, one_line, step_status
 
 log = get_logger(__name__)
 
@@ -283,9 +283,6 @@ def _fail(journal: jr.Journal, ctx: RunContext, number: int, step: Step, outcome
     # Not the error itself: the run's result says it, once (on stdout, or as the final line).
     _say(ctx.out, f"      -> {outcome.status}" + (": waiting for approval (see below)" if outcome.status == PENDING
                                                    else ": see below"))
-
-
-STEP_LINE_WIDTH = 100  # a terminal's progress line; the whole text is in the journal and the result
 
 
 def _outcome_line(status: str, summary: str, seconds: float) -> str:

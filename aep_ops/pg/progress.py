@@ -26,30 +26,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable
 
+from aep_ops.textfmt import duration, size
+
 MAX_ENTRIES = 2_000_000  # a walk stops counting here (a data directory has far fewer files)
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-
-
-def format_bytes(value: float) -> str:
-    """1536 -> '1.5 KiB'; whole bytes below 1 KiB, one decimal below 10 of a unit."""
-    value = max(0.0, float(value))
-    for unit in _UNITS:
-        if value < 1024 or unit == _UNITS[-1]:
-            if unit == "B":
-                return f"{int(value)} B"
-            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def format_duration(seconds: float) -> str:
-    """16 -> '16 s', 245 -> '4 min 05 s', 3720 -> '1 h 02 min'."""
-    s = max(0, int(round(seconds)))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def format_progress(verb: str, done: int | None, total: int | None, rate: float | None, elapsed: float, *,
@@ -59,29 +38,29 @@ def format_progress(verb: str, done: int | None, total: int | None, rate: float 
     if status:
         verb = f"{verb} ({status})"
     if done is None:
-        left = f", timeout in {format_duration(max(0.0, limit - elapsed))}" if limit else ""
-        return f"{verb}: {format_duration(elapsed)} elapsed{left}"
-    parts = [format_bytes(done)]
+        left = f", timeout in {duration(max(0.0, limit - elapsed))}" if limit else ""
+        return f"{verb}: {duration(elapsed)} elapsed{left}"
+    parts = [size(done)]
     if total:
-        parts[0] += f" of {format_bytes(total)} ({min(100, int(100 * done / total))}%)"
+        parts[0] += f" of {size(total)} ({min(100, int(100 * done / total))}%)"
     if rate is not None:
-        parts.append(f"{format_bytes(rate)}/s")
+        parts.append(f"{size(rate)}/s")
     if total and rate and done < total:
         eta = (total - done) / rate
-        parts.append(f"ETA {format_duration(eta)}" if eta >= 0.5 else "ETA <1 s")
+        parts.append(f"ETA {duration(eta)}" if eta >= 0.5 else "ETA <1 s")
     elif total and done >= total:
         parts.append("finishing")
     else:
-        parts.append(f"{format_duration(elapsed)} elapsed")
+        parts.append(f"{duration(elapsed)} elapsed")
     return f"{verb}: " + ", ".join(parts)
 
 
 def format_done(verb_done: str, done: int | None, elapsed: float) -> str:
     """The closing line: 'restored 4.1 GiB in 23 s (180 MiB/s)'."""
     if done is None:
-        return f"{verb_done} in {format_duration(elapsed)}"
-    rate = f" ({format_bytes(done / elapsed)}/s)" if elapsed > 0 and done else ""
-    return f"{verb_done} {format_bytes(done)} in {format_duration(elapsed)}{rate}"
+        return f"{verb_done} in {duration(elapsed)}"
+    rate = f" ({size(done / elapsed)}/s)" if elapsed > 0 and done else ""
+    return f"{verb_done} {size(done)} in {duration(elapsed)}{rate}"
 
 
 def dir_size(path: str | os.PathLike[str], *, limit: int = MAX_ENTRIES) -> int | None:

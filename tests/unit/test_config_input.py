@@ -9,7 +9,8 @@ import re
 import pytest
 
 from aep_ops import config
-from aep_ops.config_schema import SCHEMA, Field, ListOf, MapOf, Section, preview
+from aep_ops.config import settings
+from aep_ops.config.schema import SCHEMA, Field, ListOf, MapOf, Section, preview
 from aep_ops.errors import ConfigError, UsageError
 from tests.conftest import write_config
 
@@ -97,9 +98,9 @@ def test_a_nul_byte_in_a_path_is_refused(tmp_path, monkeypatch):
 
 def test_relative_xdg_directories_are_ignored_as_the_spec_says(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert config._xdg_home({"XDG_STATE_HOME": "rel"}, "XDG_STATE_HOME", ".local/state") == str(
+    assert settings._xdg_home({"XDG_STATE_HOME": "rel"}, "XDG_STATE_HOME", ".local/state") == str(
         tmp_path / ".local/state")
-    assert config._xdg_home({"XDG_STATE_HOME": "/srv/x"}, "XDG_STATE_HOME", ".local/state") == "/srv/x"
+    assert settings._xdg_home({"XDG_STATE_HOME": "/srv/x"}, "XDG_STATE_HOME", ".local/state") == "/srv/x"
 
 
 # --- alias bombs, sizes, encodings ---------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Iterator
 
-from aep_ops.config_schema import SCHEMA, Field, ListOf, MapOf, Section
+from aep_ops.config.schema import SCHEMA, Field, ListOf, MapOf, Section
 
 
 def environment_relative(path: list[str], env_name: str) -> list[str] | None:

@@ -3,7 +3,7 @@
 
 Why not invoke's Config: its merge forgets where a value came from, and an on-call
 engineer needs "unknown key 'x' in /etc/aep-ops/aep-ops.yaml", not a traceback. This loader
-keeps the source of every key, validates each layer against ``config_schema`` as it is
+keeps the source of every key, validates each layer against ``config.schema`` as it is
 read, and checks required values after the merge.
 
 Environment variables use ``__`` between levels, so keys may contain single underscores:
@@ -12,7 +12,7 @@ Flags: ``--env NAME`` and ``--set KEY=VALUE`` (repeatable, dotted keys).
 
 Hostile input stays small: a file is at most 1 MiB of UTF-8, YAML aliases expand to at most
 100,000 values (``parse_yaml``), every path is absolute, every number has a range, and an error
-shows a value only as a short preview (``config_schema.preview``).
+shows a value only as a short preview (``config.schema.preview``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from aep_ops.config_schema import (ENV_NAME, ENV_NAME_HELP, ListOf, check_layer, check_required, preview,
+from aep_ops.config.schema import (ENV_NAME, ENV_NAME_HELP, ListOf, check_layer, check_required, preview,
                                    preview_text, schema_at)
 from aep_ops.errors import ConfigError, UsageError
 from aep_ops.secrets import SecretRef, SecretResolver
@@ -31,7 +31,7 @@ from aep_ops.secrets import SecretRef, SecretResolver
 ENV_PREFIX = "AEP_OPS_"
 # Variables that steer the loader itself rather than naming a key.
 RESERVED_ENV = {"AEP_OPS_CONFIG", "AEP_OPS_ACTOR", "AEP_OPS_NO_SYSTEM_CONFIG"}
-REPO_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = Path(__file__).resolve().parents[2]
 MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: far above any real configuration, far below a memory problem
 MAX_YAML_NODES = 100_000  # values in one document once aliases are expanded (a 1,000-host inventory is ~15,000)
 
@@ -281,7 +281,7 @@ def _env_for_flags(env: str | None, data: dict) -> str:
 def _flag_layer(item: str, env_name: str = "local") -> tuple[dict, str]:
     """``--set KEY=VALUE``; a KEY that starts with an environment's key (``drill.scale``, as the
     runbooks write it) means that key of the environment of this run: ``environments.ENV.drill.scale``."""
-    from aep_ops.config_keys import environment_relative
+    from aep_ops.config.keys import environment_relative
 
     key, sep, value = item.partition("=")
     if not sep or not key:
@@ -314,7 +314,7 @@ def _one_key_layer(path: list[str], raw: str, source: str, env_name: str = "loca
 
 def _did_you_mean(typed: str, source: str, env_name: str) -> str:
     """``; did you mean drill.smoke_queries?`` (as a variable name for a variable), or nothing."""
-    from aep_ops.config_keys import nearest_key
+    from aep_ops.config.keys import nearest_key
 
     variable = source.startswith("environment variable ")
     near = nearest_key(typed, env_name, relative=not variable)
