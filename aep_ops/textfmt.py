@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from aep_ops.redact import redact
+
 STEP_LINE_WIDTH = 100  # columns of a step line on a terminal; the whole text is in the journal and the result
 ELLIPSIS = "..."  # ASCII: a timer's journal or a chat client may not be UTF-8
 
@@ -29,6 +31,9 @@ def one_line(text: Any, limit: int | None = None) -> str:
     more = len(found) - 1
     suffix = f" (+{more} line{'' if more == 1 else 's'})" if more else ""
     first = found[0].strip()
+    if limit is not None and len(first) + len(suffix) > limit:
+        # Masked before the cut: half a secret is no longer a registered value, and would be shown.
+        first = redact(first)
     if limit is not None and len(first) + len(suffix) > limit:
         keep = max(limit - len(suffix) - len(ELLIPSIS), 1)
         first = first[:keep].rstrip() + ELLIPSIS

@@ -171,9 +171,9 @@ def setup_source(state: Path, env: dict[str, str], port: int, scale: int, logs: 
 def run_drill(state: Path, env: dict[str, str], logs: Path, n: int) -> tuple[float, int, dict[str, Any], dict]:
     out = state / f"drill-result-{n}.json"
     log = logs / f"drill-{n}.log"
-    say("[drill] inv dr.drill --json " + str(out))
+    say("[drill] inv dr.drill --json-file " + str(out))
     wall_start = time.time()
-    seconds, rc = run_logged([str(BIN / "inv"), "dr.drill", "--json", str(out)], log, env=env, cwd=REPO, ok=(0, 5))
+    seconds, rc = run_logged([str(BIN / "inv"), "dr.drill", "--json-file", str(out)], log, env=env, cwd=REPO, ok=(0, 5))
     wall_end = wall_start + seconds
     say(f"        {seconds:.1f} s end to end, exit {rc}")
     lines = log.read_text(errors="replace").splitlines()

@@ -59,8 +59,10 @@ def write_config(path: Path, text: str, monkeypatch) -> Path:
 
 @pytest.fixture
 def local_env(monkeypatch):
-    """A state dir the postgres user can traverse (pytest's tmp_path is 0700 root), a free port
-    for the local AEP source, a short archive_timeout; every cluster under it is stopped after."""
+    """A state dir the postgres user can traverse (pytest's tmp_path is 0700 root), a port for the
+    local AEP source from the test allocator (outside the ephemeral range, locked for this
+    session: aep_ops/testing/ports.py), a short archive_timeout; every cluster under it is
+    stopped after (the teardown runs whether the test passed or not)."""
     import shutil
     import tempfile
 
@@ -74,4 +76,7 @@ def local_env(monkeypatch):
     monkeypatch.setenv("AEP_OPS_ENVIRONMENTS__LOCAL__POSTGRES__SETTINGS__FSYNC", "off")
     yield base
     stop_clusters_under(base)
+    from tests.support.processes import kill_matching
+
+    kill_matching(f"--config={base}/pgbackrest/")  # async archive-push would recreate its spool dir
     shutil.rmtree(base, ignore_errors=True)

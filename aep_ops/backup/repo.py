@@ -158,8 +158,7 @@ def archive_roundtrip(db: Any, *, timeout: float = 60, poll: float = 0.1) -> Rou
         t0 = time.monotonic()
         while True:
             status = facts.archiver_status(conn)
-            last = status.last_archived_wal or ""
-            if SEGMENT_RE.match(last[:24]) and last[:24] >= wal:
+            if facts.is_archived(wal, status, facts.archive_state(conn, wal)):
                 return Roundtrip(wal=wal, seconds=time.monotonic() - t0, status=status)
             if status.failing and status.last_failed_time >= started:
                 raise VerificationFailed(failure_text(status, db), details=archiver_details(status))

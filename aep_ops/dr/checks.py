@@ -10,7 +10,7 @@ from typing import Any, Iterator
 from aep_ops.engine.context import RunContext
 from aep_ops.dr.scratch import OnScratch
 from aep_ops.engine.step import Plan
-from aep_ops.errors import VerificationFailed
+from aep_ops.errors import StepFailed, VerificationFailed
 
 DEFAULT_CRITICAL_TABLES = ("users", "roles", "permissions", "sessions", "audit_events", "projects", "documents")
 DEFAULT_SMOKE_QUERIES = ("select count(*) from users", "select max(occurred_at) from audit_events")
@@ -22,11 +22,20 @@ def critical_tables(ctx: RunContext) -> list[str]:
 
 @contextmanager
 def restored_conn(ctx: RunContext) -> Iterator[Any]:
-    """A connection to the drill's restored copy (autocommit)."""
+    """A connection to the drill's restored copy (autocommit).
+
+    A query the copy answers with an error (StepFailed: a read-only copy refuses the INSERT of
+    check_writable and the CREATE EXTENSION of check_amcheck) is that check's verdict: it fails
+    as a check (soft), and the drill grades the others, reports, and keeps the copy (exit 5).
+    Raised as a StepFailed, it stopped the drill at exit 1 with no report and the copy still
+    running. A copy that cannot be reached stays an error: the run can be resumed."""
     from aep_ops.db.backends import backend_for
 
     with backend_for(ctx.settings).connect_restored(ctx.output("ensure_scratch_restored", "name")) as conn:
-        yield conn
+        try:
+            yield conn
+        except StepFailed as exc:
+            raise VerificationFailed(str(exc)) from exc
 
 
 class CheckMarkers(OnScratch):

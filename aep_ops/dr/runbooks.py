@@ -123,7 +123,9 @@ class Measure(scratch.OnScratch):
     def check(self, ctx):
         restored = ctx.step_outputs("ensure_scratch_restored")
         started = datetime.fromisoformat(restored["restore_started_at"]).timestamp()
-        verified = ctx.output("check_writable", "verified_at") if "check_writable" in ctx.outputs else None
+        # A failed check_writable journals no verified_at (its outputs are the failure's details):
+        # the RTO is then not measurable, which fails this step, rather than crash it.
+        verified = (ctx.outputs.get("check_writable") or {}).get("verified_at")
         target = datetime.fromisoformat(restored["target_time"])
         last = restored.get("last_replayed_commit")
         rpo = max(0.0, (target - datetime.fromisoformat(last)).total_seconds()) if last else None

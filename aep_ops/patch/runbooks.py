@@ -213,6 +213,7 @@ class RunCanary(Step):
             _report(ctx, state, self.id)
             raise StepFailed(f"canary failed: {_describe_failed(failed)}; the rollout stops before any other host."
                              " Failed hosts stay out of service. Fix them, then resume this run")
+        _report(ctx, state, self.id)  # a rollout whose canary was its only host says so too (no batch reports)
         return {"hosts": state.summary()}
 
     def verify(self, ctx, outputs):

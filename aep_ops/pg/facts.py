@@ -197,7 +197,10 @@ def amcheck_all(
     import psycopg
 
     with wrap_errors("creating extension amcheck", conn):
-        conn.execute("create extension if not exists amcheck")
+        # Created only when missing: CREATE EXTENSION IF NOT EXISTS is refused on a read-only copy
+        # even when the extension is there, and amcheck itself only reads.
+        if not conn.execute("select 1 from pg_extension where extname = 'amcheck'").fetchone():
+            conn.execute("create extension amcheck")
     indexes = btree_indexes(conn, schemas=schemas)
     try:  # fast path: one statement for all indexes (hundreds of round trips saved on a drill)
         with conn.transaction():
@@ -247,20 +250,55 @@ def switch_wal(conn: psycopg.Connection) -> str:
 
 
 def wait_archived(conn: psycopg.Connection, walfile: str, *, timeout: float = 60, poll: float = 0.2) -> ArchiverStatus:
-    """Poll ``pg_stat_archiver`` until ``walfile`` (or a later segment) is archived."""
+    """Poll until ``walfile`` is archived: its ``.done`` file is in pg_wal/archive_status, or
+    ``pg_stat_archiver`` names a later segment (the archiver takes segments in name order).
+
+    ``last_archived_wal`` alone is not enough. After a backup it is often the backup history file
+    ``SEG.OFFSET.backup``, named after the backup's START segment and archived after its stop
+    segment (the archiver finds it on its next scan). Read as segment SEG it made an idle server,
+    whose last switch returns that stop segment, look as if the segment never arrived: nothing
+    newer is archived, so pitr.cutover's check waited out its 120 s right after its first backup.
+    """
     deadline = time.monotonic() + timeout
+    first = archiver_status(conn)
     while True:
         status = archiver_status(conn)
-        last = status.last_archived_wal or ""
-        if _SEGMENT_RE.match(last) and last[:24] >= walfile:  # ignore .history files
+        state = archive_state(conn, walfile)
+        if is_archived(walfile, status, state):
             return status
         if time.monotonic() > deadline:
-            failing = f"; last failure {status.last_failed_wal} at {status.last_failed_time}" if status.failing else ""
-            raise CommandTimeout(
-                f"WAL {walfile} not archived within {timeout:g}s (last archived: {status.last_archived_wal}){failing}; "
-                "check archive_command and the server log"
-            )
+            raise CommandTimeout(_not_archived_text(walfile, timeout, state, first, status))
         time.sleep(poll)
+
+
+def is_archived(walfile: str, status: ArchiverStatus, state: str | None) -> bool:
+    """``walfile`` is in the archive: its ``.done`` file is there (``state``), or the archiver names a
+    later plain segment. Not a name that merely starts with a later one: a backup's history file
+    (``...05.00000028.backup``) archived after segment 6 names segment 5."""
+    last = status.last_archived_wal or ""
+    return state == "done" or bool(_SEGMENT_RE.fullmatch(last) and last >= walfile)
+
+
+def archive_state(conn: psycopg.Connection, walfile: str) -> str | None:
+    """``done`` (archived), ``ready`` (waiting for the archiver) or None (neither status file)."""
+    with wrap_errors("listing pg_wal/archive_status", conn):
+        names = {r[0] for r in conn.execute("select name from pg_ls_archive_statusdir() where name = any(%s)",
+                                            ([f"{walfile}.done", f"{walfile}.ready"],))}
+    return "done" if f"{walfile}.done" in names else "ready" if names else None
+
+
+def _not_archived_text(walfile: str, timeout: float, state: str | None, first: ArchiverStatus,
+                       status: ArchiverStatus) -> str:
+    """The timeout's message: where the segment stands and the archiver's last failure, if any."""
+    where = ("waits for the archiver (.ready)" if state == "ready" else
+             "is not marked for archiving (no .ready: written while archive_mode was off?)")
+    failed, during = "", status.failed_count - first.failed_count
+    if status.failing or during > 0:
+        notes = [f"{during} failure(s) while waiting"] * (during > 0) + ["still failing"] * status.failing
+        failed = (f"; last failure: {status.last_failed_wal} at {status.last_failed_time:%Y-%m-%d %H:%M:%S%z}"
+                  f" ({', '.join(notes)})")
+    return (f"WAL {walfile} not archived within {timeout:g}s: it {where}; last archived:"
+            f" {status.last_archived_wal or 'none'}{failed}; check archive_command and the server log")
 
 
 def smoke_queries(conn: psycopg.Connection, queries: list[str]) -> tuple[dict[str, str], list[str]]:

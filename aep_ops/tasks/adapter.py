@@ -13,7 +13,7 @@ from dataclasses import asdict
 from typing import Any, Callable
 
 from aep_ops.engine.runbook import Runbook
-from aep_ops.errors import UsageError, refuse_blank
+from aep_ops.errors import refuse_blank
 from aep_ops.tasks.frontdoor import (RUN_STATUS_EXIT, check_output_path, front_door, load_settings, print_json,
                                      stdout_gone, write_json)
 
@@ -50,16 +50,12 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
                 kwargs.setdefault(name, None if name == "resume" else False)
             refuse_blank("--resume", kwargs["resume"], "give the RUN_ID to continue (see `inv runs.list`),"
                          " or leave the flag out to start a new run")
-            as_json, json_file, legacy = _json_flags(kwargs.pop("json"), kwargs.pop("json_file"))
+            as_json, json_file = bool(kwargs.pop("json")), kwargs.pop("json_file")
             if json_file is not None:
-                check_output_path(legacy or "--json-file", json_file)
+                check_output_path("--json-file", json_file)
             settings = load_settings(kwargs.pop("env"), kwargs.pop("set") or [])
-            if legacy:
-                from aep_ops.log import get_logger
-
-                get_logger("aep_ops.cli").warning("cli.deprecated", flag="--json PATH", use="--json-file PATH")
-            result = run_runbook(rb, settings, params=_typed(rb, kwargs),
-                                 dry_run=kwargs["dry_run"], resume=kwargs["resume"], yes=kwargs["yes"])
+            result = shown(run_runbook(rb, settings, params=_typed(rb, kwargs),
+                                       dry_run=kwargs["dry_run"], resume=kwargs["resume"], yes=kwargs["yes"]))
             try:
                 if as_json:
                     print_json({**asdict(result), **result.summary})
@@ -69,7 +65,7 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
             except BrokenPipeError:  # `| head`: the reader left; the run's own outcome still decides the exit code
                 stdout_gone()
             if json_file is not None:  # --json-file PATH: the same JSON, written to a file
-                write_json(json_file, {**asdict(result), **result.summary}, flag=legacy or "--json-file")
+                write_json(json_file, {**asdict(result), **result.summary}, flag="--json-file")
             code = RUN_STATUS_EXIT.get(result.status, 1)
             if code:
                 raise Exit(outcome_line(result), code=code)
@@ -81,27 +77,24 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
     signature += [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY,
                                     default=None if p.name in rb.positional or p.kind in NUMBERS else p.default)
                   for p in params]
-    defaults = {"env": None, "dry_run": False, "resume": None, "yes": False, "set": None, "json": None,
+    defaults = {"env": None, "dry_run": False, "resume": None, "yes": False, "set": None, "json": False,
                 "json_file": None}
     common = [name for name in COMMON if not (rb.read_only and name in READ_ONLY_DROPS)]
     signature += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults[name]) for name in common]
     body.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
     body.__doc__ = f"{rb.summary}. Runbook: runbooks/{rb.id}.md"
     body.__name__ = rb.id.split(".")[-1]
-    # --json is optional-valued only so that the old `--json PATH` still works (a deprecated
-    # spelling of --json-file PATH); `--json` alone, or before another flag, is stdout.
     return Task(body, name=rb.id.split(".")[-1], help={**{k: COMMON_HELP[k] for k in common}, **rb.help},
-                iterable=["set"], optional=["json"], positional=list(rb.positional), auto_shortflags=False)
+                iterable=["set"], positional=list(rb.positional), auto_shortflags=False)
 
 
-def _json_flags(json_value: Any, json_file: Any) -> tuple[bool, str | None, str | None]:
-    """(JSON on stdout?, file to write it to, the flag that named the file when it is the old
-    ``--json PATH``). ``--json PATH`` kept its meaning: the file only, nothing on stdout."""
-    if json_value is True or json_value is None:
-        return bool(json_value), json_file, None
-    if json_file is not None:
-        raise UsageError("--json PATH and --json-file PATH both name a file: give --json-file PATH only")
-    return False, json_value, "--json"
+def shown(result: Any) -> Any:
+    """The run's result with every secret masked, for every renderer and the JSON alike: a step's
+    plan, outputs and the run's summary hold what the step wrote (a DSN with its password), and a
+    renderer prints them as plain text, which no JSON-only masking reaches."""
+    from aep_ops.redact import redact_obj
+
+    return redact_obj(result)
 
 
 def _typed(rb: Runbook, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -139,14 +132,11 @@ def outcome_line(result: Any) -> str:
     return line
 
 
-STEP_LINE_WIDTH = 100  # columns of a step line on a terminal
-
-
 def render_result(result: Any, settings: Any) -> None:
     """Plain text on stdout: the plan of a dry run, or each step's outcome, one line each (cut to
     the width on a terminal); a failed step's error is said here in full, its further lines
     indented under it. The step's id and Markdown anchor are in ``runs.show`` and ``--json``."""
-    from aep_ops.textfmt import flat, lines, one_line, step_status
+    from aep_ops.textfmt import STEP_LINE_WIDTH, flat, lines, one_line, step_status
 
     out = sys.stdout
     width = STEP_LINE_WIDTH if getattr(out, "isatty", lambda: False)() else None

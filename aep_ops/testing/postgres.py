@@ -1,7 +1,8 @@
 """pytest fixtures that start real PostgreSQL 15 clusters (optionally archiving with pgBackRest).
 
 Clusters live under /tmp/aep-pg-*/ (owned by postgres, 0700): pytest's tmp_path is 0700
-root, which the postgres user cannot traverse. Each gets a free port, its own socket
+root, which the postgres user cannot traverse. Each gets a port from ``ports.free_port`` (outside
+the ephemeral range, locked for this session; re-exported here), its own socket
 directory and log, and is stopped and removed at teardown. Missing binaries are an error
 that says to run ``make test``, never a skip: a test that skips in CI is a fixture bug.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ from aep_ops.pg import fsutil
 from aep_ops.pg.bin import require
 from aep_ops.pg.cluster import LocalCluster
 from aep_ops.pg.pgbackrest import PGBACKREST, PgBackRest, PgBackRestConfig
+from aep_ops.testing.ports import free_port
 
 OS_USER = "postgres"
 # Test clusters only: fsync=off trades crash safety for speed.
@@ -125,20 +126,20 @@ class ClusterFactory:
             raise StepFailed("could not stop test clusters: " + "; ".join(errors))
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (start() retries if another process takes it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# What PostgreSQL 15 says when its port is taken on 127.0.0.1: pg_ctl's error carries the WARNING
+# and FATAL lines ("could not bind ... Address already in use" is only logged before them).
+PORT_TAKEN = ("could not create any TCP/IP sockets", "could not bind", "already in use")
 
 
 def _start_on_free_port(tc: TestCluster, attempts: int = 3) -> None:
+    """Start, moving to another port when someone outside the allocator's locks took this one
+    between the check and the start (the error never names "already in use": match its FATAL)."""
     for attempt in range(attempts):
         try:
             tc.cluster.start(timeout=60)
             return
         except StepFailed as exc:
-            port_taken = "already in use" in str(exc) or "could not bind" in str(exc)
+            port_taken = any(sign in str(exc) for sign in PORT_TAKEN)
             if not port_taken or attempt == attempts - 1:
                 raise
             tc.cluster.port = free_port()

@@ -28,6 +28,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from aep_ops.testing.ports import free_port
+
 NGINX_CONF = """\
 daemon off;
 master_process on;
@@ -113,7 +115,7 @@ def start_s3_tls_proxy(upstream: str, *, host: str = "127.0.0.1", timeout: float
     os.chmod(base, 0o755)
     (base / "tmp").mkdir()
     cert, _ = make_self_signed(base, host)
-    port = _free_port(host)
+    port = free_port()
     user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""  # workers never run as root
     conf = base / "nginx.conf"
     listen6 = f"        listen [::1]:{port} ssl;\n" if _ipv6_loopback_free(port) else ""  # localhost may be ::1
@@ -124,7 +126,8 @@ def start_s3_tls_proxy(upstream: str, *, host: str = "127.0.0.1", timeout: float
     if check.returncode != 0:
         shutil.rmtree(base, ignore_errors=True)
         raise RuntimeError(f"nginx -t failed for {conf}: {check.stderr.strip()}")
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(base / "stderr.log", "wb") as stderr:  # a file, not a pipe nobody reads until nginx exits
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr)
     proxy = S3TlsProxy(host=host, port=port, ca_file=str(cert), base=base, upstream=upstream, _process=process)
     try:
         _wait_tls(proxy, timeout)
@@ -173,12 +176,6 @@ def _ipv6_loopback_free(port: int) -> bool:
         return True
     except OSError:
         return False
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

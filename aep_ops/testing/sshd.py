@@ -10,7 +10,6 @@ demos. Nothing here imports paramiko at module import.
 from __future__ import annotations
 
 import base64
-import errno
 import functools
 import getpass
 import itertools
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import pytest
 
 from aep_ops.errors import ToolMissing
+from aep_ops.testing.ports import claim
 
 if TYPE_CHECKING:  # pragma: no cover
     from aep_ops.executors.ssh import SshExecutor
@@ -301,7 +301,8 @@ def _ensure_privsep_dir() -> None:
 
 
 def _free_address(port: int | None) -> tuple[str, int]:
-    """Next loopback address whose port (2222 unless given) is free to bind right now."""
+    """Next loopback address whose port (2222 unless given) is free to bind right now, reserved for
+    this process with the shared port allocator's lock (another pytest session skips it)."""
     want = port or DEFAULT_PORT
     while True:
         with _octet_lock:
@@ -312,19 +313,8 @@ def _free_address(port: int | None) -> tuple[str, int]:
         if lo in (0, 255):
             continue
         address = f"127.0.{hi}.{lo}"
-        if _bindable(address, want):
+        if claim("sshd", want, address):
             return address, want
-
-
-def _bindable(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((address, port))
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            raise
-    return True
 
 
 def login_rc_isolation() -> str:

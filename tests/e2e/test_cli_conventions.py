@@ -40,9 +40,11 @@ def test_json_is_stdout_and_json_file_a_file(cli, state_dir, tmp_path):
     assert json.loads(out.read_text())["status"] == "succeeded"
     both = cli("demo.greet", "--name", "x", "--json", "--json-file", str(out), check_rc=0)
     assert json.loads(both.stdout)["run_id"] == json.loads(out.read_text())["run_id"]
-    legacy = tmp_path / "legacy.json"  # the old spelling still works (README: deprecated)
-    cli("demo.greet", "--name", "x", "--json", str(legacy), check_rc=0)
-    assert json.loads(legacy.read_text())["status"] == "succeeded"
+    legacy = tmp_path / "legacy.json"  # the old `--json PATH` is gone: --json takes no value anywhere
+    proc = cli("demo.greet", "--name", "x", "--json", str(legacy), check_rc=2)
+    assert proc.stderr.strip() == ("error: demo.greet: --json takes no value (JSON goes to stdout);"
+                                   f" to write it to a file use --json-file {legacy}")
+    assert not legacy.exists()
 
 
 def test_json_file_is_checked_before_the_first_step(cli, state_dir, tmp_path):

@@ -39,7 +39,7 @@ def test_every_drill_redraws_the_chart_and_a_hard_failure_is_marked(cli, local_e
     first_svg, first_png = svg.read_bytes(), png.read_bytes()
 
     out = tmp_path / "second.json"
-    drill(cli, "--json", str(out), check_rc=0)
+    drill(cli, "--json-file", str(out), check_rc=0)
     second = json.loads(out.read_text())
     assert svg.read_bytes() != first_svg and png.read_bytes() != first_png, "the second drill redrew both"
     finished = datetime.fromisoformat(second["finished_at"])
@@ -63,7 +63,7 @@ def test_a_chart_that_cannot_be_written_does_not_fail_the_drill(cli, local_env, 
     png, _ = charts(local_env)
     png.mkdir(parents=True)  # a directory where the PNG goes: the rename fails
     out = tmp_path / "drill.json"
-    run = drill(cli, "--json", str(out), check_rc=0)
+    run = drill(cli, "--json-file", str(out), check_rc=0)
     report = json.loads(out.read_text())
     assert report["result"] == "passed"
     assert (local_env / "reports" / f"dr-drill-{report['run_id']}.json").exists()

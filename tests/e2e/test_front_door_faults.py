@@ -48,8 +48,8 @@ def test_an_output_path_that_cannot_be_written_is_refused_before_the_first_step(
     a_dir = tmp_path / "reports"
     a_dir.mkdir()
     for path, says in [(tmp_path / "missing" / "out.json", "does not exist"), (a_dir, "is a directory"),
-                       ("", "--json is empty")]:
-        proc = cli("demo.greet", "--name", "x", "--json", str(path), tool=tool)
+                       ("", "--json-file is empty")]:
+        proc = cli("demo.greet", "--name", "x", "--json-file", str(path), tool=tool)
         assert proc.returncode == 2, proc.stderr
         assert says in _last_line(proc), proc.stderr
         _no_traceback(proc)
@@ -61,7 +61,7 @@ def test_an_output_path_that_cannot_be_written_is_refused_before_the_first_step(
 
 def test_json_file_is_written_whole_and_leaves_no_temporary_file(cli, tmp_path):
     out = tmp_path / "out.json"
-    cli("demo.greet", "--name", "x", "--json", str(out), check_rc=0)
+    cli("demo.greet", "--name", "x", "--json-file", str(out), check_rc=0)
     assert json.loads(out.read_text())["status"] == "succeeded"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "state") == ["out.json"]
 

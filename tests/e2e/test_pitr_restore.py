@@ -1,20 +1,39 @@
-"""pitr.restore through the CLI: exact point in time, refusals before anything is touched,
-idempotence, kill and resume."""
+"""pitr.restore through the CLI: exact point in time (inserts, and the UPDATE and mistaken DELETE
+after it that the restore undoes), refusals before anything is touched, idempotence, kill and resume."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
+from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.support.pitr_source import target_between
+from aep_ops import config
+from aep_ops.db import locations
+from tests.conftest import BIN, REPO
+from tests.support.pitr_source import (earliest_target, server_now, target_between, wait_archived_now,
+                                       wait_server_clock_past)
+from tests.support.processes import assert_killed_mid_step, pgrep, spawned, wait_applying, wait_for_process
+
+MISTAKES = ("update drill_markers set label = 'early-2-edited' where label = 'early-2'",
+            "delete from drill_markers where label = 'doomed'")
+
+
+def labels(dsn: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        return {r[0] for r in conn.execute("select label from drill_markers")}
 
 
 def test_restore_is_exact_and_idempotent(cli, source):
-    target, kept = target_between(source, ["early-1", "early-2"], ["late-1", "late-2"])
+    """After the target: new rows, an UPDATE and a mistaken DELETE of rows older than it. The copy
+    holds the rows as they were at the target: the deleted one back, the updated one unchanged."""
+    target, kept = target_between(source, ["early-1", "early-2", "doomed"], ["late-1", "late-2"], then=MISTAKES)
+    assert {"early-2-edited"} <= labels(source.dsn()) and not {"doomed", "early-2"} & labels(source.dsn())
     target_text = target.astimezone(timezone.utc).isoformat()
 
     first = cli("pitr.restore", "--target-time", target_text, "--name", "exact", "--json", timeout=300)
@@ -22,50 +41,98 @@ def test_restore_is_exact_and_idempotent(cli, source):
     result = json.loads(first.stdout)
     assert [s["status"] for s in result["steps"]] == ["unchanged", "changed", "unchanged"]
     with psycopg.connect(result["dsn"]) as conn:
-        restored = {r[0] for r in conn.execute("select label from drill_markers")}
         assert conn.execute("select pg_is_in_recovery()").fetchone()[0] is False
         assert conn.execute("show archive_mode").fetchone()[0] == "off"
-    assert restored == kept and {"early-1", "early-2"} <= restored and not {"late-1", "late-2"} & restored
+    restored = labels(result["dsn"])
+    assert restored == kept and {"early-1", "early-2", "doomed"} <= restored
+    assert not {"late-1", "late-2", "early-2-edited"} & restored
 
     again = json.loads(cli("pitr.restore", "--target-time", target_text, "--name", "exact", "--json",
                            check_rc=0, timeout=300).stdout)
     assert [s["status"] for s in again["steps"]] == ["unchanged"] * 3
     assert again["dsn"] == result["dsn"]
 
-    other = cli("pitr.restore", "--target-time", (target - timedelta(seconds=0.1)).isoformat(), "--name", "exact")
+    other_target = target + timedelta(microseconds=1)  # valid too (still before the archive's end), and different
+    other = cli("pitr.restore", "--target-time", other_target.isoformat(), "--name", "exact")
     assert other.returncode == 2 and "already exists for another target" in other.stderr
 
 
+def _signal_all(pids, signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(int(pid), signum)
+        except ProcessLookupError:
+            pass
+
+
+def _freeze_pgbackrest(pattern: str, timeout: float = 10) -> list[int]:
+    """SIGSTOP every process matching ``pattern`` and wait until pgBackRest itself shows as stopped
+    (state T in /proc): stopped, it cannot finish, so it is provably mid-restore at the kill."""
+    pids = [int(p) for p in pgrep(pattern).split()]
+    _signal_all(pids, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            states = {pid: (Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0],
+                            Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) for pid in pids}
+        except (FileNotFoundError, ProcessLookupError):
+            raise AssertionError("pgBackRest restore finished before it could be frozen") from None
+        if any(argv0.endswith(b"pgbackrest") and state == "T" for argv0, state in states.values()):
+            return pids
+        if time.monotonic() > deadline:
+            raise AssertionError(f"pgBackRest never showed as stopped after SIGSTOP: {states}")
+        time.sleep(0.01)
+
+
+def _wait_files_written(datadir: Path, proc, timeout: float = 60) -> None:
+    """Until pgBackRest has written a first file into the copy (the kill then leaves a partial copy)."""
+    deadline = time.monotonic() + timeout
+    while not any(p.is_file() for p in datadir.rglob("*")):
+        assert proc.poll() is None, f"the run exited with {proc.returncode} before pgBackRest wrote a file"
+        assert time.monotonic() < deadline, f"pgBackRest wrote no file into {datadir} within {timeout:g}s"
+        time.sleep(0.01)
+
+
 def test_restore_killed_while_pgbackrest_writes_resumes_to_the_exact_copy(cli, source, local_env):
-    """kill -9 of aep-ops during `pgbackrest restore`: the restore goes on writing into the copy.
-    The resume stops it, starts the copy again from scratch, and ends with the exact rows."""
-    import os
-    import signal
-    import subprocess
-
-    from tests.conftest import BIN, REPO
-    from tests.support.processes import latest_run_id, pgrep, wait_for_process
-
+    """kill -9 of aep-ops while `pgbackrest restore` writes into the copy. pgBackRest is frozen
+    (SIGSTOP) just before the kill, so the kill provably lands mid-restore, and the journal shows the
+    run died inside ensure_restored. (Once aep-ops is gone its orphaned pgBackRest dies: here of the
+    SIGHUP the kernel sends a stopped orphaned process group; unfrozen, of SIGPIPE at its next console
+    line.) The resume clears the partial copy and any writer left, restores again and ends exact."""
     target, kept = target_between(source, ["before"], ["after"])
     datadir = local_env / "pg" / "restores" / "killed" / "data"
-    proc = subprocess.Popen([str(BIN / "inv"), "pitr.restore", "--target-time", target.isoformat(), "--name", "killed"],
-                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert wait_for_process(f"--pg1-path={datadir}", 60), "pgbackrest restore never started"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    run_id = latest_run_id(local_env, "pitr.restore")
+    writing = f"--pg1-path={datadir}"
+    frozen: list[int] = []
+    argv = [str(BIN / "inv"), "pitr.restore", "--target-time", target.isoformat(), "--name", "killed"]
+    try:
+        with spawned(argv, log=local_env / "killed-run.log", cwd=REPO,
+                     env={**os.environ, "PYTHONPATH": str(REPO)}) as proc:
+            run_id = wait_applying(local_env, "ensure_restored", timeout=120, proc=proc)
+            assert wait_for_process(writing, 60), "pgbackrest restore never started"
+            _wait_files_written(datadir, proc)
+            frozen = _freeze_pgbackrest(writing)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        assert_killed_mid_step(local_env, run_id, "ensure_restored")
+        _signal_all(frozen, signal.SIGCONT)
+        copy = locations.restored_copy(config.load("local"), "killed")
+        assert copy is not None and copy.meta["status"] == "restoring", "the copy is marked as unfinished"
+        assert any(datadir.iterdir()), "the kill left a partial copy behind"
 
-    resumed = cli("pitr.restore", "--resume", run_id, "--json", timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    result = json.loads(resumed.stdout)
-    assert result["run_id"] == run_id
-    with psycopg.connect(result["dsn"]) as conn:
-        labels = {r[0] for r in conn.execute("select label from drill_markers")}
-        assert conn.execute("select pg_is_in_recovery()").fetchone()[0] is False
-    assert labels == kept and "before" in labels and "after" not in labels
-    assert pgrep(f"--pg1-path={datadir}") == "", "no pgBackRest restore left running"
-    assert len(pgrep(f"postgres -D {datadir}").split()) == 1, "one server for the copy"
+        resumed = cli("pitr.restore", "--resume", run_id, "--json", timeout=300)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        result = json.loads(resumed.stdout)
+        assert result["run_id"] == run_id
+        steps = {s["step_id"]: (s["status"], s["earlier"]) for s in result["steps"]}
+        assert steps["ensure_restored"] == ("changed", False), steps
+        with psycopg.connect(result["dsn"]) as conn:
+            assert conn.execute("select pg_is_in_recovery()").fetchone()[0] is False
+        restored = labels(result["dsn"])
+        assert restored == kept and "before" in restored and "after" not in restored
+        assert pgrep(writing) == "", "no pgBackRest restore left running"
+        assert len(pgrep(f"postgres -D {datadir}").split()) == 1, "one server for the copy"
+    finally:
+        _signal_all(frozen + [int(p) for p in pgrep(writing).split()], signal.SIGKILL)  # no orphan outlives the test
 
 
 @pytest.mark.parametrize("target, message", [
@@ -83,12 +150,32 @@ def test_bad_targets_are_refused_with_exit_2_and_nothing_changes(cli, source, lo
     assert not restores.exists() or not [p for p in restores.iterdir() if not p.name.startswith(".removing-")]
 
 
-def test_target_after_the_archive_says_how_far_behind(cli, source):
-    time.sleep(2)  # past the backup's end and its last archived segment
-    soon = (datetime.now(timezone.utc) - timedelta(seconds=0.5)).isoformat()
-    proc = cli("pitr.restore", "--target-time", soon)
-    assert proc.returncode == 2
+@pytest.fixture
+def unswitched_source(cli, local_env, monkeypatch):
+    """A source whose archive_timeout (a day) never closes a segment during the test: WAL written
+    now stays out of the archive until someone runs pg_switch_wal()."""
+    monkeypatch.setenv("AEP_OPS_ENVIRONMENTS__LOCAL__POSTGRES__ARCHIVE_TIMEOUT", "86400")
+    cli("db.setup", check_rc=0, timeout=300)
+    return locations.local_db(config.load("local"))
+
+
+def test_target_after_the_archive_says_how_far_behind(cli, unswitched_source, local_env):
+    """A commit not yet archived cannot be a target; after the switch the message asks for, it can."""
+    with psycopg.connect(unswitched_source.dsn(), autocommit=True) as conn:
+        wait_server_clock_past(conn, earliest_target(unswitched_source, conn))  # no other refusal applies
+        conn.execute("insert into drill_markers (label) values ('not-archived-yet')")
+        target = server_now(conn)
+    proc = cli("pitr.restore", "--target-time", target.isoformat())
+    assert proc.returncode == 2, proc.stderr
     assert "after the last archived WAL" in proc.stderr and "behind the target" in proc.stderr
+    assert "pg_switch_wal()" in proc.stderr
+    assert not (local_env / "pg" / "restores").exists(), "nothing was restored"
+
+    with psycopg.connect(unswitched_source.dsn(), autocommit=True) as conn:
+        wait_archived_now(conn)
+    planned = cli("pitr.restore", "--target-time", target.isoformat(), "--dry-run", timeout=120)
+    assert planned.returncode == 0, planned.stderr[-1500:]
+    assert "restorable from" in planned.stdout
 
 
 def test_unknown_environment_is_exit_2(cli, local_env):

@@ -12,6 +12,7 @@ import pytest
 
 from aep_ops.testing.postgres import free_port, stop_clusters_under
 from tests.conftest import BIN, REPO
+from tests.support.processes import kill_matching
 
 
 # The backup.* tests: a seeded, backed-up local source, real PostgreSQL 15 and pgBackRest.
@@ -36,6 +37,9 @@ def source_env():
         yield env
     finally:
         stop_clusters_under(base)
+        # pgBackRest's asynchronous archive-push outlives the cluster and would recreate its spool
+        # directory under /tmp after the rmtree: stop what runs with this state dir's config first.
+        kill_matching(f"--config={base}/pgbackrest/")
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -44,3 +48,12 @@ def source(source_env, isolated, monkeypatch) -> Path:
     for key, value in source_env.items():
         monkeypatch.setenv(key, value)
     return Path(source_env["AEP_OPS_STATE_DIR"])
+
+
+@pytest.fixture
+def rds_source(moto_account, pg_cluster):
+    """A source RDS instance and a Route 53 zone in this test's own moto account, every instance
+    mapped to one real, seeded PostgreSQL (tests/support/rds_staging.py)."""
+    from tests.support.rds_staging import make_rds_source
+
+    return make_rds_source(moto_account, pg_cluster)

@@ -14,10 +14,21 @@ from tests.support.backup_source import sql, steps
 pytestmark = pytest.mark.slow
 
 
-def test_check_detects_a_broken_archive_command_and_setup_repairs_it(source, cli):
+@pytest.fixture
+def broken_archive_command(source):
+    """archive_command = /bin/false in postgresql.auto.conf, as a hand edit would leave it; reset
+    afterwards whatever the test did, so the module's shared source archives again."""
     sql(source, "alter system set archive_command = '/bin/false'")
     sql(source, "select pg_reload_conf()")
+    try:
+        yield source
+    finally:
+        sql(source, "alter system reset archive_command")
+        sql(source, "select pg_reload_conf()")
 
+
+def test_check_detects_a_broken_archive_command_and_setup_repairs_it(broken_archive_command, cli):
+    source = broken_archive_command
     broken = cli("backup.check", "--timeout", "20")
     assert broken.returncode == 5, broken.stdout + broken.stderr
     assert "archiving is failing" in broken.stderr and "last failed WAL 0000000" in broken.stderr

@@ -21,6 +21,20 @@ from tests.support.backup_source import sql
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True)
+def pgbackrest_conf_restored(source):
+    """Each test rewrites pgbackrest.conf with a dead repo2 (the source's archive_command reads it
+    at every segment): put the module's own back afterwards, whatever the test did, so that no
+    test depends on another having run first."""
+    conf = source / "pgbackrest/pgbackrest.conf"
+    original = conf.read_bytes()
+    try:
+        yield
+    finally:
+        with open(conf, "wb") as out:  # in place: the file keeps its owner (postgres) and mode 0600
+            out.write(original)
+
+
 def _point_repo2_at(port: int, monkeypatch) -> locations.LocalDb:
     """Configure repo2 on S3 at 127.0.0.1:PORT and rewrite pgbackrest.conf (the source's
     archive_command reads it at each segment), as `db.setup` would after a config change."""

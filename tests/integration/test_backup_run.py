@@ -1,4 +1,4 @@
-"""backup.run: a missing pgbackrest, and a kill -9 mid-backup then --resume.
+"""backup.run: a missing pgbackrest, and a kill -9 mid-backup (proven mid-step in the journal) then --resume.
 
 Real PostgreSQL 15 and pgBackRest; faults are real, not simulated.
 """
@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 
 import pytest
 
 from tests.conftest import BIN, REPO
-from tests.support.processes import latest_run_id, pgrep, wait_for_process
+from tests.support.processes import kill_matching, kill_run_mid_step, pgrep, spawned
 
 pytestmark = pytest.mark.slow
 
@@ -29,24 +27,23 @@ def test_a_missing_pgbackrest_is_one_line_exit_2_and_no_backup(source, cli):
     assert json.loads(cli("backup.list", "--json", check_rc=0).stdout) == before
 
 
-def test_backup_run_killed_mid_backup_resumes_by_adopting_the_backup(source, cli):
+def test_backup_run_killed_mid_backup_resumes_by_adopting_the_backup(source, cli, tmp_path):
     """kill -9 of aep-ops while pgBackRest copies: the backup goes on holding the stanza's lock.
     The resume waits for it and records it, instead of failing on the lock or taking a second."""
     before = {b["label"] for b in json.loads(cli("backup.list", "--json", check_rc=0).stdout)}
-    proc = subprocess.Popen([str(BIN / "inv"), "backup.run", "--type", "full"], cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     backing_up = f"--config={source}/pgbackrest/pgbackrest.conf --stanza=aep --type=full --repo=1 backup"
-    assert wait_for_process(backing_up, 60), "pgbackrest backup never started"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    run_id = latest_run_id(source, "backup.run")
+    try:
+        with spawned([str(BIN / "inv"), "backup.run", "--type", "full"], log=tmp_path / "killed.log", cwd=REPO,
+                     env={**os.environ, "PYTHONPATH": str(REPO)}) as proc:
+            run_id = kill_run_mid_step(proc, source, "run_backup", backing_up)
 
-    resumed = cli("backup.run", "--resume", run_id, "--json", timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert json.loads(resumed.stdout)["run_id"] == run_id
-    new = [b for b in json.loads(cli("backup.list", "--json", check_rc=0).stdout) if b["label"] not in before]
-    assert [b["type"] for b in new] == ["full"], "one backup: the killed run's, adopted"
-    shown = json.loads(cli("runs.show", run_id, "--json", check_rc=0).stdout)
-    assert new[0]["label"] in json.dumps(shown["steps"])
-    assert pgrep(f"--config={source}/pgbackrest/") == ""
+        resumed = cli("backup.run", "--resume", run_id, "--json", timeout=300)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        assert json.loads(resumed.stdout)["run_id"] == run_id
+        new = [b for b in json.loads(cli("backup.list", "--json", check_rc=0).stdout) if b["label"] not in before]
+        assert [b["type"] for b in new] == ["full"], "one backup: the killed run's, adopted"
+        shown = json.loads(cli("runs.show", run_id, "--json", check_rc=0).stdout)
+        assert new[0]["label"] in json.dumps(shown["steps"])
+        assert pgrep(f"--config={source}/pgbackrest/pgbackrest.conf .* backup") == "", "no backup left running"
+    finally:
+        kill_matching(f"--config={source}/pgbackrest/")  # a backup the failed test left running

@@ -25,42 +25,47 @@ from aep_ops.testing.postgres import free_port
 
 pytestmark = pytest.mark.slow
 CIPHER_PASS = "aep-cipher-" + uuid.uuid4().hex
-S3_SECRET = "aep-s3-secret-" + uuid.uuid4().hex
 
 
 @pytest.fixture
-def s3_env(local_env, moto_server, s3_tls_proxy, monkeypatch):
+def s3_env(local_env, moto_account, s3_tls_proxy, monkeypatch):
+    """repo2 in a bucket of this test's own moto account, reached by pgBackRest with an access
+    key of an IAM user of that account; yields (state dir, bucket, the key's secret)."""
     werkzeug = logging.getLogger("werkzeug")  # moto logs one line per S3 request
     level = werkzeug.level
     werkzeug.setLevel(logging.WARNING)
     bucket = "aep-offsite-" + uuid.uuid4().hex[:8]
-    moto_server.client("s3").create_bucket(Bucket=bucket,
-                                           CreateBucketConfiguration={"LocationConstraint": moto_server.region})
-    monkeypatch.setenv("AEP_TEST_S3_KEY", "AKIAAEPTEST")
-    monkeypatch.setenv("AEP_TEST_S3_SECRET", S3_SECRET)
+    moto_account.client("s3").create_bucket(Bucket=bucket,
+                                            CreateBucketConfiguration={"LocationConstraint": moto_account.region})
+    iam = moto_account.client("iam")
+    iam.create_user(UserName="pgbackrest")
+    access = iam.create_access_key(UserName="pgbackrest")["AccessKey"]
+    monkeypatch.setenv("AEP_TEST_S3_KEY", access["AccessKeyId"])
+    monkeypatch.setenv("AEP_TEST_S3_SECRET", access["SecretAccessKey"])
     monkeypatch.setenv("AEP_TEST_CIPHER_PASS", CIPHER_PASS)
     prefix = "AEP_OPS_ENVIRONMENTS__LOCAL__BACKUP__S3__"
     for key, value in {"BUCKET": bucket, "ENDPOINT": s3_tls_proxy.server_name, "PORT": str(s3_tls_proxy.port),
-                       "REGION": moto_server.region, "KEY": "env:AEP_TEST_S3_KEY",
+                       "REGION": moto_account.region, "KEY": "env:AEP_TEST_S3_KEY",
                        "KEY_SECRET": "env:AEP_TEST_S3_SECRET", "CIPHER_PASS": "env:AEP_TEST_CIPHER_PASS",
                        "CA_FILE": s3_tls_proxy.ca_file, "RETENTION_FULL": "1"}.items():
         monkeypatch.setenv(prefix + key, value)
-    yield local_env, bucket
-    werkzeug.setLevel(level)
+    try:
+        yield local_env, bucket, access["SecretAccessKey"]
+    finally:
+        werkzeug.setLevel(level)
 
 
-def _objects(moto_server, bucket: str) -> dict[str, bytes]:
+def _objects(moto, bucket: str) -> dict[str, bytes]:
     """Every object's bytes exactly as stored, read from the in-process moto backend.
 
     (1,300 GETs through moto's HTTP server take ~9 s; the listing still goes over HTTP, so the
     two must agree.)
     """
-    from moto.core import DEFAULT_ACCOUNT_ID
     from moto.s3.models import s3_backends
 
-    listed = {o["Key"] for page in moto_server.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    listed = {o["Key"] for page in moto.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
               for o in page.get("Contents", [])}
-    stored = s3_backends[DEFAULT_ACCOUNT_ID]["global"].get_bucket(bucket).keys
+    stored = s3_backends[moto.account_id]["global"].get_bucket(bucket).keys
     objects = {name: stored[name].value for name in listed}
     assert len(objects) == len(listed) > 0
     return objects
@@ -70,8 +75,8 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def test_backup_to_s3_restore_from_it_alone_and_objects_are_encrypted(s3_env, moto_server, cli):
-    state, bucket = s3_env
+def test_backup_to_s3_restore_from_it_alone_and_objects_are_encrypted(s3_env, moto_account, cli):
+    state, bucket, s3_secret = s3_env
     outputs = [cli("db.setup", check_rc=0)]
     conf = state / "pgbackrest/pgbackrest.conf"
     assert oct(conf.stat().st_mode & 0o777) == "0o600", "a config holding secrets is 0600 (postgres)"
@@ -113,7 +118,7 @@ def test_backup_to_s3_restore_from_it_alone_and_objects_are_encrypted(s3_env, mo
         restored.stop(mode="immediate")
         away.rename(repo1)
 
-    objects = _objects(moto_server, bucket)
+    objects = _objects(moto_account, bucket)
     assert any("/backup/aep/" in k for k in objects) and any("/archive/aep/" in k for k in objects)
     assert all(body.startswith(b"Salted__") for body in objects.values() if body), "every object is encrypted"
     local = _files(repo1)
@@ -123,7 +128,7 @@ def test_backup_to_s3_restore_from_it_alone_and_objects_are_encrypted(s3_env, mo
         assert sentinel.encode() not in body and b"PG_VERSION" not in body, key
 
     sinks = {p: b for p, b in _files(state).items() if p != str(conf)}
-    for secret in (CIPHER_PASS, S3_SECRET):
+    for secret in (CIPHER_PASS, s3_secret):
         assert not [p for p, b in sinks.items() if secret.encode() in b], "a secret reached a file"
         assert all(secret not in o.stdout + o.stderr for o in outputs)
     assert CIPHER_PASS.encode() in conf.read_bytes(), "control: the secret is where pgBackRest needs it"

@@ -37,19 +37,17 @@ NEW = "aep-staging-drill-1"
 
 
 @pytest.fixture
-def aws(moto_server, monkeypatch, tmp_path):
-    """Settings for 'staging' pointed at a clean moto server; clients come from our own factory."""
-    moto_server.reset()
-    for name, value in moto_server.environ.items():
+def aws(moto_account, monkeypatch, tmp_path):
+    """Settings for 'staging' pointed at this test's own, empty moto account; clients come from our
+    own factory."""
+    for name, value in moto_account.environ.items():
         monkeypatch.setenv(name, value)
     write_config(tmp_path / "aws.yaml", (
         "environments:\n"
         "  staging:\n"
-        f"    aws: {{region: {moto_server.region}, endpoint_url: '{moto_server.endpoint_url}'}}\n"
+        f"    aws: {{region: {moto_account.region}, endpoint_url: '{moto_account.endpoint_url}'}}\n"
         f"    rds: {{instance_id: {SOURCE}, retention_days: 7}}\n"), monkeypatch)
-    settings = config.load("staging")
-    yield settings
-    moto_server.reset()
+    return config.load("staging")
 
 
 @pytest.fixture

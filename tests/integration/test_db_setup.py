@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import sqlite3
+import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import BIN, REPO
-from tests.support.processes import pgrep, wait_for_process
+from tests.support.processes import kill_matching, kill_run_mid_step, pgrep, spawned
 
 pytestmark = pytest.mark.slow
 STEPS = ["ensure_source_cluster", "ensure_app_database", "ensure_stanza", "ensure_recent_backup"]
@@ -25,22 +23,6 @@ STEPS = ["ensure_source_cluster", "ensure_app_database", "ensure_stanza", "ensur
 
 def _statuses(proc: subprocess.CompletedProcess) -> list[tuple[str, str]]:
     return [(s["step_id"], s["status"]) for s in json.loads(proc.stdout)["steps"]]
-
-
-def _wait_applying(state: Path, step_id: str, timeout: float = 60) -> str:
-    """The run id once ``step_id`` is applying (read from the journal, as a person would)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with sqlite3.connect(state / "journal.sqlite3") as conn:
-                row = conn.execute("SELECT run_id FROM step_events WHERE step_id = ? AND note = 'applying'",
-                                   (step_id,)).fetchone()
-            if row:
-                return row[0]
-        except sqlite3.OperationalError:
-            pass
-        time.sleep(0.02)
-    raise AssertionError(f"step {step_id} never started applying")
 
 
 def test_setup_twice_second_run_changes_nothing_then_url_and_psql(local_env, cli):
@@ -71,32 +53,47 @@ def test_setup_twice_second_run_changes_nothing_then_url_and_psql(local_env, cli
     assert "config differs (archive_command, archive_mode" in plan
 
 
-def test_sigkill_during_backup_then_resume_completes(local_env, cli):
-    """Only the CLI is killed (kill -9 of aep-ops, as an OOM kill would): the pgBackRest backup
-    it started goes on holding the stanza's lock. The resume waits for that backup and adopts
-    it, where running its own would fail with "unable to acquire lock"."""
-    proc = subprocess.Popen([str(BIN / "inv"), "db.setup"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    run_id = _wait_applying(local_env, "ensure_recent_backup")
+def test_sigkill_during_backup_then_resume_completes(local_env, cli, tmp_path):
+    """Only the CLI is killed (kill -9 of aep-ops, as an OOM kill would), mid-step (the journal
+    says so) while its pgBackRest backup runs: that backup goes on holding the stanza's lock.
+    The resume waits for that backup and adopts it, where running its own would fail with
+    "unable to acquire lock"."""
     backing_up = f"--config={local_env}/pgbackrest/pgbackrest.conf --stanza=aep --type=full --repo=1 backup"
-    assert wait_for_process(backing_up, 30), "pgbackrest backup never started"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    with sqlite3.connect(local_env / "journal.sqlite3") as conn:
-        assert conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone() == ("running",)
-    assert pgrep(backing_up), "the killed run's backup is still running when the resume starts"
+    try:
+        with spawned([str(BIN / "inv"), "db.setup"], log=tmp_path / "killed.log", cwd=REPO,
+                     env={**os.environ, "PYTHONPATH": str(REPO)}) as proc:
+            run_id = kill_run_mid_step(proc, local_env, "ensure_recent_backup", backing_up)
 
-    resumed = cli("db.setup", "--resume", run_id, "--json", check_rc=0)
-    result = json.loads(resumed.stdout)
-    assert result["run_id"] == run_id and result["status"] == "succeeded"
-    assert [(s["step_id"], s["earlier"]) for s in result["steps"]] == [
-        (STEPS[0], True), (STEPS[1], True), (STEPS[2], True), (STEPS[3], False)]
-    listed = json.loads(cli("backup.list", "--json", check_rc=0).stdout)
-    assert [b["type"] for b in listed] == ["full"], "the killed run's backup was adopted, not taken twice"
-    shown = json.loads(cli("runs.show", run_id, "--json", check_rc=0).stdout)
-    assert shown["steps"][3]["outputs"]["label"] == listed[0]["label"]
-    assert pgrep(f"--config={local_env}/pgbackrest/") == ""
-    assert _statuses(cli("db.setup", "--json", check_rc=0)) == [(s, "unchanged") for s in STEPS]
+        resumed = cli("db.setup", "--resume", run_id, "--json", check_rc=0)
+        result = json.loads(resumed.stdout)
+        assert result["run_id"] == run_id and result["status"] == "succeeded"
+        assert [(s["step_id"], s["earlier"]) for s in result["steps"]] == [
+            (STEPS[0], True), (STEPS[1], True), (STEPS[2], True), (STEPS[3], False)]
+        listed = json.loads(cli("backup.list", "--json", check_rc=0).stdout)
+        assert [b["type"] for b in listed] == ["full"], "the killed run's backup was adopted, not taken twice"
+        shown = json.loads(cli("runs.show", run_id, "--json", check_rc=0).stdout)
+        assert shown["steps"][3]["outputs"]["label"] == listed[0]["label"]
+        assert pgrep(f"--config={local_env}/pgbackrest/pgbackrest.conf .* backup") == "", "no backup left running"
+        assert _statuses(cli("db.setup", "--json", check_rc=0)) == [(s, "unchanged") for s in STEPS]
+    finally:
+        kill_matching(f"--config={local_env}/pgbackrest/")  # a backup the failed test left running
+
+
+def test_setup_on_a_port_another_program_listens_on_fails_and_talks_to_no_one(local_env, cli):
+    """PostgreSQL listens on 127.0.0.1 only and clients use its own socket directory: a taken port
+    is a failed start, never a connection to someone else's server."""
+    port = int(os.environ["AEP_OPS_ENVIRONMENTS__LOCAL__POSTGRES__PORT"])
+    with socket.socket() as stranger:
+        stranger.bind(("127.0.0.1", port))
+        stranger.listen(8)
+        stranger.setblocking(False)
+        proc = cli("db.setup", timeout=180)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "db.setup: failed at step 1 (ensure_source_cluster)" in proc.stderr
+        assert "failed - PostgreSQL at" in proc.stdout and "did not start" in proc.stdout
+        assert "could not create any TCP/IP sockets" in proc.stdout
+        with pytest.raises(BlockingIOError):
+            stranger.accept()  # nobody connected to the other program
 
 
 def test_state_dir_the_postgres_user_cannot_traverse_is_refused(tmp_path, monkeypatch, cli):

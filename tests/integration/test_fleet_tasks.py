@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.fleet_hosts import configured_fleet, run_json
+import aep_ops.testing.sshd as sshd_module
+from aep_ops.testing.sshd import known_hosts_line
+from tests.support.fleet_hosts import HeldCommand, HeldHost, call_while_held, configured_fleet, run_json
+from tests.support.patch_fleet import offer_updates, private_host_wrapper
 
 
 @pytest.fixture
@@ -86,9 +87,14 @@ def test_hosts_override_with_inventory_names_and_addresses(cli, fleet, ssh_host_
     spec = f"{fleet[4].user}@{fleet[4].address}:{fleet[4].port}"
     proc, data = run_json(cli, "--env", "fleet", "--hosts", f"web2,{spec}", "--", "echo $SSH_CONNECTION", rc=0)
     assert [h["name"] for h in data["hosts"]] == ["web2", f"{fleet[4].address}:{fleet[4].port}"]
+    assert [h["stdout"].split()[2:] for h in data["hosts"]] == [
+        [fleet[1].address, str(fleet[1].port)], [fleet[4].address, str(fleet[4].port)]], "each ran where named"
     # An environment with no inventory at all: --hosts, --identity and --known-hosts are enough.
-    cli("fleet.run", "--env", "local", "--hosts", spec, "--identity", str(ssh_host_factory.identity),
-        "--known-hosts", str(ssh_host_factory.known_hosts), "--", "true", check_rc=0)
+    text = cli("fleet.run", "--env", "local", "--hosts", spec, "--identity", str(ssh_host_factory.identity),
+               "--known-hosts", str(ssh_host_factory.known_hosts), "--", "echo $SSH_CONNECTION",
+               check_rc=0).stdout.splitlines()
+    assert text[0].split()[:2] == ["ok", f"{fleet[4].address}:{fleet[4].port}"], text
+    assert text[-1].startswith("1 host(s): 1 ok, 0 failed, 0 unreachable"), text
 
 
 def test_unknown_or_changed_host_key_is_refused_on_that_host_only(cli, fleet, ssh_host_factory, tmp_path):
@@ -106,44 +112,83 @@ def test_unknown_or_changed_host_key_is_refused_on_that_host_only(cli, fleet, ss
     assert "HOST KEY CHANGED" in by_name["web5"]["error"]
 
 
-def test_a_host_that_never_answers_does_not_hold_the_run(cli, fleet, tmp_path):
-    """A listener that accepts TCP and never speaks SSH (a hung host)."""
-    hung = socket.socket()
-    hung.bind(("127.0.0.1", 0))
-    hung.listen(8)
-    port = hung.getsockname()[1]
+def test_hung_hosts_do_not_hold_the_run(cli, fleet, ssh_host_factory, tmp_path):
+    """Two hung hosts, held by the test until fleet.run has exited: web3's command blocks, and a
+    listener in front of web4's sshd never finishes the SSH handshake (ssh.connect_timeout 600 s:
+    only --timeout can end it). A run that waited for either, in its fan-out or at its exit,
+    could only answer after the release: the test then fails saying so."""
+    held = HeldCommand(tmp_path / "held")
+    silent = HeldHost(fleet[3].address, fleet[3].port)
+    known = tmp_path / "known_hosts"
+    known.write_text(ssh_host_factory.known_hosts.read_text()
+                     + known_hosts_line(silent.address, silent.port, fleet[3].host_public_key) + "\n")
+    command = f'case "$SSH_CONNECTION" in *" {fleet[2].address} "*) {held.shell};; esac; echo up'
+
+    def release() -> None:
+        held.release()
+        silent.release()
+
     try:
-        started = time.monotonic()
-        proc, data = run_json(cli, "--env", "fleet", "--hosts", f"web1,web2,127.0.0.1:{port}",
-                              "--timeout", "3", "--", "true", rc=1)
-        elapsed = time.monotonic() - started
+        proc = call_while_held(
+            lambda: cli("fleet.run", "--json", "--env", "fleet", "--hosts", f"web1,web2,web3,{silent.address}:"
+                        f"{silent.port}", "--known-hosts", str(known), "--timeout", "3", "--", command,
+                        env={"AEP_OPS_ENVIRONMENTS__FLEET__SSH__CONNECT_TIMEOUT": "600"}, timeout=300),
+            release, what="fleet.run exiting at its 3 s --timeout")
+        assert not held.done.exists() and silent.connections == 1
     finally:
-        hung.close()
-    assert [h["status"] for h in data["hosts"]] == ["ok", "ok", "unreachable"]
-    assert elapsed < 3 + 3, f"the whole CLI took {elapsed:.1f}s with a 3 s deadline"
+        held.release()
+        silent.close()
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(proc.stdout)
+    assert [(h["name"], h["status"]) for h in data["hosts"]] == [
+        ("web1", "ok"), ("web2", "ok"), ("web3", "unreachable"), (f"{silent.address}:{silent.port}", "unreachable")]
+    assert "no answer within 3s" in data["hosts"][2]["error"]
+    assert "within 3s" in data["hosts"][3]["error"], "the handshake had the run's deadline, not 600 s"
+    assert data["summary"] == {"ok": 2, "failed": 0, "unreachable": 2}
 
 
-def test_facts_parse_this_machines_real_output(cli, fleet):
-    proc = cli("fleet.facts", "--env", "fleet", "--hosts", "web1,web2", "--json")
+@pytest.fixture
+def apt_hosts(ssh_host_factory, tmp_path, monkeypatch):
+    """web1 and web2 with their own /run and apt (tests/support/patch_fleet.py's WRAPPER). web1's
+    sources offer newer versions of four installed packages: gzip in bookworm-security, sed in
+    bookworm-updates, grep in both (apt lists it as ``grep/bookworm-updates,bookworm-security``),
+    tar in a repository without a suite. web2's offer nothing, and web2 needs a reboot. Both
+    have refreshed their lists, as a host's apt timer does."""
+    monkeypatch.setattr(sshd_module, "SSHD", str(private_host_wrapper(tmp_path / "wrapper")))
+    web1, web2 = configured_fleet(2, ssh_host_factory, tmp_path, monkeypatch)
+    apt = web1.directory / "apt"
+    offer_updates(apt, tmp_path / "updates", ["sed", "grep"], suite="bookworm-updates")
+    offer_updates(apt, tmp_path / "security", ["gzip", "grep"], suite="bookworm-security")
+    offer_updates(apt, tmp_path / "local", ["tar"])
+    (web2.directory / "run" / "reboot-required").touch()
+    for host in (web1, web2):
+        with host.executor() as ex:
+            refreshed = ex.run(["apt-get", "-qq", "update"], timeout=120)
+            assert refreshed.ok, refreshed.describe()
+    return web1, web2
+
+
+def test_facts_say_what_each_host_has(cli, apt_hosts):
+    proc = cli("fleet.facts", "--env", "fleet", "--json")
     assert proc.returncode == 0, proc.stderr
-    rows = json.loads(proc.stdout)
+    rows = {row["name"]: row for row in json.loads(proc.stdout)}
+    web1, web2 = rows["web1"], rows["web2"]
+    assert (web1["updates"], web1["security_updates"], sorted(web1["packages"])) == (
+        4, 2, ["grep", "gzip", "sed", "tar"]), "2 security updates: gzip, and grep (in both suites)"
+    assert (web2["updates"], web2["security_updates"], web2["packages"]) == (0, 0, [])
+    assert (web1["reboot_required"], web2["reboot_required"]) == (False, True)
     release = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)
-    upgradable = subprocess.run("LC_ALL=C apt list --upgradable 2>/dev/null", shell=True, capture_output=True,
-                                text=True).stdout.splitlines()
-    upgradable = [x for x in upgradable if "[upgradable from" in x]
-    for row in rows:
+    for row in rows.values():  # the rest is this machine's
         assert row["status"] == "ok" and row["error"] is None
         assert row["os"] == release["PRETTY_NAME"].strip('"')
         assert (row["os_id"], row["os_version"]) == (release["ID"], release.get("VERSION_ID", "").strip('"'))
         assert row["kernel"] == os.uname().release
-        assert abs(row["uptime_seconds"] - float(Path("/proc/uptime").read_text().split()[0])) < 60
-        assert row["reboot_required"] is os.path.exists("/var/run/reboot-required")
-        assert row["updates"] == len(upgradable)
-        assert row["security_updates"] == sum("-security" in x.split(" ", 1)[0] for x in upgradable)
-        assert 0 <= row["security_updates"] <= row["updates"]
-    table = cli("fleet.facts", "--env", "fleet", "--hosts", "web1", check_rc=0).stdout.splitlines()
+        assert 0 < row["uptime_seconds"] <= float(Path("/proc/uptime").read_text().split()[0])
+    table = cli("fleet.facts", "--env", "fleet", check_rc=0).stdout.splitlines()
     assert table[0].split() == ["HOST", "OS", "KERNEL", "UPTIME", "UPDATES", "SECURITY", "REBOOT"]
-    assert table[1].startswith("web1") and os.uname().release in table[1]
+    assert table[1].startswith("web1") and table[1].split()[-3:] == ["4", "2", "no"], table
+    assert table[2].startswith("web2") and table[2].split()[-3:] == ["0", "0", "yes"], table
+    assert os.uname().release in table[1]
 
 
 # -- known_hosts handling of the SSH executor (parsed once per file version, per-host index) ----

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -17,6 +16,7 @@ from aep_ops.engine.journal import Journal
 from aep_ops.engine.lock import AdvisoryLock, Holder
 from aep_ops.errors import LockedError
 from tests.conftest import write_config
+from tests.support.processes import spawned, wait_for_output
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_runs_and_steps_are_recorded_in_postgres(pg_journal, state_dir):
     journal.close()
 
 
-def test_advisory_lock_refuses_a_second_holder_and_frees_on_death(pg_journal):
+def test_advisory_lock_refuses_a_second_holder_and_frees_on_death(pg_journal, tmp_path):
     first = AdvisoryLock(pg_journal.dsn, "demo.greet@local")
     first.acquire(Holder.me("20261126T000000Z-aaaaaa"))
     second = AdvisoryLock(pg_journal.dsn, "demo.greet@local")
@@ -55,13 +55,13 @@ def test_advisory_lock_refuses_a_second_holder_and_frees_on_death(pg_journal):
     code = (f"from aep_ops.engine.lock import AdvisoryLock, Holder; import time\n"
             f"l = AdvisoryLock({pg_journal.dsn!r}, 'demo.greet@local'); l.acquire(Holder.me('20261126T000000Z-dead00'))\n"
             f"print('held', flush=True); time.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "held"
-    third = AdvisoryLock(pg_journal.dsn, "demo.greet@local")
-    with pytest.raises(LockedError, match="dead00"):
-        third.acquire(Holder.me("20261126T000000Z-cccccc"))
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    with spawned([sys.executable, "-c", code], log=tmp_path / "holder.log") as proc:
+        wait_for_output(tmp_path / "holder.log", "held", proc=proc)
+        third = AdvisoryLock(pg_journal.dsn, "demo.greet@local")
+        with pytest.raises(LockedError, match="dead00"):
+            third.acquire(Holder.me("20261126T000000Z-cccccc"))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
     deadline = time.monotonic() + 10
     while True:
         try:

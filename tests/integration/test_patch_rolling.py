@@ -1,10 +1,12 @@
 """patch.rolling end to end through the CLI: real sshd hosts, real HTTP health endpoints,
 ELBv2 and Auto Scaling on the moto server.
 
-The package step runs through a STAND-IN package manager (tests/support/patch_fleet.py),
-because every test host shares this machine's real apt: ``patching.pending_command``,
-``upgrade_command`` and ``reboot_command`` are a small script that keeps each host's pending
-"packages" in that host's directory. Everything else is real: SSH with strict host keys,
+The upgrade runs through a STAND-IN package manager (tests/support/patch_fleet.py), because
+every test host shares this machine's dpkg: ``patching.upgrade_command`` and ``reboot_command``
+(and, in most tests, ``pending_command``) are a small script that keeps each host's pending
+"packages" in that host's directory. The default pending command (real ``apt-get update`` and
+``apt-get -s dist-upgrade``) runs for real in one test, against per-host apt sources with a
+known answer. Everything else is real: SSH with strict host keys,
 the reboot marker at /var/run/reboot-required (each sshd has a private /run), reboots that
 stop a host's sshd and health endpoint and start them again, the health gate over HTTP,
 and the load-balancer API calls and waiters (moto reports every registered target healthy).
@@ -57,7 +59,8 @@ def aws_setup(moto, fleet, *, asg: bool = False) -> dict:
     return out
 
 
-def write_config(tmp_path, moto, fleet, aws: dict, *, lb: str = "elbv2") -> dict:
+def write_config(tmp_path, moto, fleet, aws: dict, *, lb: str = "elbv2", real_pending: bool = False) -> dict:
+    """``real_pending``: no patching.pending_command, so the default (real apt) runs."""
     hosts = "".join(
         f"      - {{name: {h.name}, address: '{h.ssh.address}', port: {h.ssh.port}, role: api,"
         f" instance_id: {h.instance_id}, health_url: '{h.health.url}'}}\n" for h in fleet.hosts)
@@ -69,7 +72,7 @@ def write_config(tmp_path, moto, fleet, aws: dict, *, lb: str = "elbv2") -> dict
         f" connect_timeout: 4}}\n"
         f"    hosts:\n{hosts}"
         f"    patching:\n"
-        f"      pending_command: ['{fleet.standin}', pending]\n"
+        + ("" if real_pending else f"      pending_command: ['{fleet.standin}', pending]\n") +
         f"      upgrade_command: ['{fleet.standin}', upgrade]\n"
         f"      reboot_command: ['{fleet.standin}', reboot]\n"
         f"      upgrade_log: '{tmp_path}/upgrade-{{host}}.log'\n"
@@ -249,37 +252,144 @@ def test_auto_scaling_standby_during_the_patch_and_in_service_after(cli, fleet, 
     assert all(h.reboots == 1 and h.pending() == [] for h in fleet.hosts)
 
 
+def test_the_default_pending_command_runs_real_apt_and_its_answer_drives_the_rollout(cli, fleet, moto_server,
+                                                                                     tmp_path):
+    """No patching.pending_command: the default one (real `apt-get update` and `apt-get -s
+    dist-upgrade`, parsed by the code) runs on each host against its own apt sources and this
+    machine's dpkg. h01's sources offer newer versions of three installed packages, h02's none:
+    the known answer. After the stand-in upgrade withdraws them, the same real command (the
+    upgrade's own re-check and verify_fleet) finds nothing pending."""
+    fleet.add(2)
+    h01, h02 = fleet.hosts
+    offered = h01.offer_updates(["gzip", "sed", "tar"])
+    aws = aws_setup(moto_server, fleet)
+    env = write_config(tmp_path, moto_server, fleet, aws, real_pending=True)
+
+    dry = cli("patch.rolling", "--env", "staging", "--dry-run", env=env, timeout=120, check_rc=0).stdout
+    assert "2 hosts: 1 with updates, 1 up to date" in dry and "would change: patch the canary h01" in dry
+
+    run = cli("patch.rolling", "--env", "staging", "--json", env=env, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    plan = result["outputs"]["plan_batches"]
+    assert sorted(plan["pending"]["h01"]) == sorted(offered) and plan["pending"].keys() == {"h01"}, plan
+    assert plan["up_to_date"] == ["h02"] and plan["unreachable"] == {} and plan["canary"] == ["h01"]
+    assert [s["status"] for s in result["steps"]] == ["unchanged", "changed", "unchanged", "unchanged"]
+    assert result["hosts"] == {"h01": "done", "h02": "up_to_date"}
+    assert sorted(h01.installed()) == sorted(offered), "each offered package installed once"
+    assert h01.calls() == ["upgrade"] and h02.calls() == [], "the stand-in never answered what is pending"
+    with h01.ssh.executor() as ex:  # apt itself, asked on the host: nothing left to upgrade
+        listed = ex.run(["sh", "-c", "LC_ALL=C apt list --upgradable 2>/dev/null"]).stdout
+    assert "[upgradable from" not in listed, listed
+    assert registered(aws) == {h.instance_id for h in fleet.hosts}
+
+
+def _spawn_rollout(tmp_path, env: dict, *args: str):
+    """``inv patch.rolling --env staging ARGS`` as a child whose output goes to a file."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from tests.support.processes import spawned
+
+    repo = Path(__file__).resolve().parents[2]
+    return spawned([str(Path(sys.executable).parent / "inv"), "patch.rolling", "--env", "staging", *args],
+                   log=tmp_path / "rollout.log", cwd=repo, env={**os.environ, "PYTHONPATH": str(repo), **env})
+
+
+def _wait(condition, what: str, proc=None, timeout: float = 60):
+    """Poll ``condition`` until true; fail saying ``what`` did not happen (early if ``proc`` ended)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the run exited with {proc.returncode} before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:g}s")
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _host_state(tmp_path, name: str) -> dict:
+    [state_file] = (tmp_path / "state" / "patching" / "staging").glob("*.json")
+    return {"run_id": state_file.stem, **json.loads(state_file.read_text())["hosts"][name]}
+
+
+def test_a_run_killed_while_a_host_upgrades_resumes_and_upgrades_it_once(cli, fleet, moto_server, tmp_path,
+                                                                          state_dir):
+    """SIGKILL while the canary's upgrade command runs (held there by the test): the state file
+    says h01 is drained, not upgraded, and the journal that run_canary never finished. The
+    upgrade runs detached, so it outlives aep-ops and finishes; the resumed run sees nothing
+    pending on h01, does not upgrade it again, reboots it once and finishes the rollout."""
+    import signal
+
+    from tests.support.processes import assert_killed_mid_step
+
+    fleet.add(3)
+    for host in fleet.hosts:
+        host.set_pending(["openssl", "linux-image-amd64"])
+    h01 = fleet.by_name("h01")
+    h01.hold_upgrade()
+    aws = aws_setup(moto_server, fleet)
+    env = write_config(tmp_path, moto_server, fleet, aws)
+    log = tmp_path / "upgrade-h01.log"
+
+    with _spawn_rollout(tmp_path, env, "--json") as proc:
+        _wait(lambda: h01.held_upgrade_pid() is not None, "h01's upgrade command started", proc)
+        upgrade_pid = h01.held_upgrade_pid()
+        assert _alive(upgrade_pid) and _host_state(tmp_path, "h01")["state"] == "drained"
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    run_id = _host_state(tmp_path, "h01")["run_id"]
+    assert _alive(upgrade_pid), "the upgrade died with aep-ops: it must run detached"
+    assert _host_state(tmp_path, "h01")["state"] == "drained", "killed mid-upgrade: drained, not upgraded"
+    assert_killed_mid_step(state_dir, run_id, "run_canary")
+    assert log.exists(), "the upgrade ran without its detached wrapper: no log of it on the host"
+    assert log.read_text().count("aep-ops: ") == 1 and "== exit" not in log.read_text(), "the upgrade was running"
+    assert h01.instance_id not in registered(aws), "killed while drained: still drained"
+
+    assert h01.release_upgrade(), "the held upgrade was no longer waiting"
+    _wait(lambda: log.read_text().endswith("== exit 0\n"), "the orphaned upgrade finished")
+    resumed = cli("patch.rolling", "--env", "staging", "--resume", run_id, "--json", env=env, timeout=120)
+
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    result = json.loads(resumed.stdout)
+    assert result["hosts"] == {"h01": "done", "h02": "done", "h03": "done"}
+    assert h01.calls().count("upgrade") == 1 and h01.installed() == ["openssl", "linux-image-amd64"]
+    assert h01.reboots == 1 and h01.calls().count("reboot") == 1
+    assert all(h.pending() == [] and h.reboots == 1 for h in fleet.hosts)
+    assert registered(aws) == {h.instance_id for h in fleet.hosts}
+
+
 def test_a_run_killed_mid_host_resumes_from_that_hosts_last_transition(cli, fleet, moto_server, tmp_path):
     """SIGKILL while the canary reboots: the state file says 'upgraded'; the resumed run sees the
     host has booted (marker gone), does not upgrade or reboot it again, and finishes the rest."""
-    import os
     import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
 
     fleet.add(3)
     for host in fleet.hosts:
         host.set_pending(["linux-image-amd64"])
     aws = aws_setup(moto_server, fleet)
     env = write_config(tmp_path, moto_server, fleet, aws)
-    repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "inv"), "patch.rolling", "--env", "staging", "--json"],
-                            cwd=repo, env={**os.environ, "PYTHONPATH": str(repo), **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    fleet.on_reboot = lambda host: proc.send_signal(signal.SIGKILL) if host.name == "h01" else None
-    proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
-    deadline = time.monotonic() + 10
-    while fleet.by_name("h01").reboots < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    [state_file] = (tmp_path / "state" / "patching" / "staging").glob("*.json")
-    run_id = state_file.stem
-    assert json.loads(state_file.read_text())["hosts"]["h01"]["state"] == "upgraded"
+    running = []  # the child, killed from the fleet's reboot hook the moment h01 reboots
+    fleet.on_reboot = lambda host: running[0].send_signal(signal.SIGKILL) if host.name == "h01" else None
+    with _spawn_rollout(tmp_path, env, "--json") as proc:
+        running.append(proc)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    _wait(lambda: fleet.by_name("h01").reboots == 1, "h01 came back from its reboot")
+    h01 = _host_state(tmp_path, "h01")
+    assert h01["state"] == "upgraded"
     assert fleet.by_name("h01").instance_id not in registered(aws), "killed while drained: still drained"
 
-    resumed = cli("patch.rolling", "--env", "staging", "--resume", run_id, "--json", env=env, timeout=120)
+    resumed = cli("patch.rolling", "--env", "staging", "--resume", h01["run_id"], "--json", env=env, timeout=120)
 
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert registered(aws) == {h.instance_id for h in fleet.hosts}

@@ -6,70 +6,41 @@ instance at one real local PostgreSQL so the restore's verification runs for rea
 from __future__ import annotations
 
 import json
-import time
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from aep_ops.pg.schema import seed
+from tests.support.rds_staging import SOURCE
 
-SOURCE = "aep-staging"
 SECRET = "aep/staging/app-db"
 APP_PASSWORD = "app-canary-pass-31"
 
 
 @pytest.fixture
-def staging(moto_server, pg_cluster, tmp_path, local_env):
-    moto_server.reset()
-    pg_cluster.sql("create database aep")
-    pg_cluster.sql("create role aep_admin login superuser password 'rds-canary-pass-7'")
-    with pg_cluster.cluster.connect("aep") as conn:
-        seed(conn, scale=1)
-    rds = moto_server.client("rds")
-    rds.create_db_instance(DBInstanceIdentifier=SOURCE, DBInstanceClass="db.t4g.medium", Engine="postgres",
-                           EngineVersion="15.5", MasterUsername="aep_admin", MasterUserPassword="x" * 12,
-                           AllocatedStorage=20, BackupRetentionPeriod=7)
-    original = rds.describe_db_instances(DBInstanceIdentifier=SOURCE)["DBInstances"][0]["Endpoint"]
-    r53 = moto_server.client("route53")
-    zone = r53.create_hosted_zone(Name="aep.internal.", CallerReference="aep-ops-cutover")["HostedZone"]["Id"]
-    r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "UPSERT",
-        "ResourceRecordSet": {"Name": "db.aep.internal.", "Type": "CNAME", "TTL": 300,
-                              "ResourceRecords": [{"Value": original["Address"]}]}}]})
-    sm = moto_server.client("secretsmanager")
-    sm.create_secret(Name=SECRET, SecretString=json.dumps({"host": original["Address"], "port": original["Port"],
-                                                           "username": "aep_app", "password": APP_PASSWORD}))
-    where = f"127.0.0.1:{pg_cluster.port}"
-    conf = tmp_path / "staging.yaml"
-    conf.write_text(
-        "environments:\n  staging:\n"
-        f"    aws: {{region: {moto_server.region}, endpoint_url: '{moto_server.endpoint_url}'}}\n"
-        f"    rds: {{instance_id: {SOURCE}, master_user: aep_admin, dbname: aep, retention_days: 7,\n"
-        "          master_password: 'env:AEP_RDS_PW',\n"
-        f"          endpoint_map: {{{SOURCE}: '{where}', 'pitr-*': '{where}'}},\n"
-        f"          cutover: {{route53_zone_id: '{zone}', record_name: db.aep.internal, secret_id: '{SECRET}'}}}}\n")
-    env = {**moto_server.environ, "AEP_OPS_CONFIG": str(conf), "AEP_RDS_PW": "rds-canary-pass-7"}
-    yield {"env": env, "rds": rds, "route53": r53, "zone": zone, "sm": sm}
-    moto_server.reset()
+def staging(rds_source, tmp_path, local_env):
+    """The CNAME and the application's secret point at the source instance."""
+    rds_source.point_record(rds_source.endpoint(SOURCE)["Address"])
+    rds_source.put_app_secret(SECRET, APP_PASSWORD)
+    where = rds_source.where
+    env = rds_source.configure(tmp_path / "staging.yaml", endpoint_map={SOURCE: where, "pitr-*": where},
+                               cutover={"secret_id": SECRET})
+    return {"env": env, "rds": rds_source.rds, "source": rds_source, "sm": rds_source.aws.client("secretsmanager")}
 
 
 def pointed_at(staging) -> tuple[str, dict]:
     """What the application would find now: the CNAME's value and the secret's connection fields."""
-    record = [r for r in staging["route53"].list_resource_record_sets(HostedZoneId=staging["zone"])
-              ["ResourceRecordSets"] if r["Name"] == "db.aep.internal."][0]
-    return record["ResourceRecords"][0]["Value"], json.loads(staging["sm"].get_secret_value(SecretId=SECRET)
-                                                             ["SecretString"])
+    secret = json.loads(staging["sm"].get_secret_value(SecretId=SECRET)["SecretString"])
+    return staging["source"].record()["ResourceRecords"][0]["Value"], secret
 
 
 def endpoint(staging, instance_id: str) -> dict:
-    return staging["rds"].describe_db_instances(DBInstanceIdentifier=instance_id)["DBInstances"][0]["Endpoint"]
+    return staging["source"].endpoint(instance_id)
 
 
 def test_cutover_to_a_restored_instance_and_back_moves_dns_and_secret_both_ways(cli, staging, local_env):
     def run(*args, **kw):
         return cli(*args, "--env", "staging", env=staging["env"], **kw)
 
-    time.sleep(1.5)  # moto: the earliest restorable time is the instance's creation
-    target = (datetime.now(timezone.utc) - timedelta(seconds=0.5)).isoformat()
+    target = staging["source"].restorable_target()
     run("pitr.restore", "--target-time", target, "--name", "pitr-new", check_rc=0, timeout=120)
 
     cut = json.loads(run("pitr.cutover", "pitr-new", "--json", check_rc=0).stdout)

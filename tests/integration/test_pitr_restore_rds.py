@@ -11,44 +11,21 @@ proves the checks look at data, not at API responses.
 from __future__ import annotations
 
 import json
-import time
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from aep_ops.pg.schema import seed
-
-SOURCE = "aep-staging"
+from tests.support.rds_staging import MASTER_PASSWORD, SOURCE
 
 
 @pytest.fixture
-def staging(moto_server, pg_cluster, tmp_path, local_env):
-    moto_server.reset()
-    pg_cluster.sql("create database aep")
-    pg_cluster.sql("create role aep_admin login superuser password 'rds-canary-pass-7'")
-    with pg_cluster.cluster.connect("aep") as conn:
-        seed(conn, scale=1)
-    rds = moto_server.client("rds")
-    rds.create_db_instance(DBInstanceIdentifier=SOURCE, DBInstanceClass="db.t4g.medium", Engine="postgres",
-                           EngineVersion="15.5", MasterUsername="aep_admin", MasterUserPassword="x" * 12,
-                           AllocatedStorage=20, BackupRetentionPeriod=7)
-    r53 = moto_server.client("route53")
-    zone = r53.create_hosted_zone(Name="aep.internal.", CallerReference="aep-ops-test")["HostedZone"]["Id"]
-    r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "UPSERT",
-        "ResourceRecordSet": {"Name": "db.aep.internal.", "Type": "CNAME", "TTL": 300,
-                              "ResourceRecords": [{"Value": "aep-staging.example.internal"}]}}]})
-    where = f"127.0.0.1:{pg_cluster.port}"
-    conf = tmp_path / "staging.yaml"
-    conf.write_text(
-        "environments:\n  staging:\n"
-        f"    aws: {{region: {moto_server.region}, endpoint_url: '{moto_server.endpoint_url}'}}\n"
-        f"    rds: {{instance_id: {SOURCE}, master_user: aep_admin, dbname: aep, retention_days: 7,\n"
-        "          master_password: 'env:AEP_RDS_PW',\n"
-        f"          endpoint_map: {{{SOURCE}: '{where}', 'drill-*': '{where}', 'pitr-*': '{where}'}},\n"
-        f"          cutover: {{route53_zone_id: '{zone}', record_name: db.aep.internal}}}}\n")
-    env = {**moto_server.environ, "AEP_OPS_CONFIG": str(conf), "AEP_RDS_PW": "rds-canary-pass-7"}
-    yield {"env": env, "rds": rds, "route53": r53, "zone": zone}
-    moto_server.reset()
+def staging(rds_source, tmp_path, local_env):
+    """The source's CNAME points at its old name; every instance maps to the one real cluster."""
+    rds_source.point_record("aep-staging.example.internal")
+    where = rds_source.where
+    env = rds_source.configure(tmp_path / "staging.yaml", endpoint_map={SOURCE: where, "drill-*": where,
+                                                                        "pitr-*": where}, cutover={})
+    return {"env": env, "rds": rds_source.rds, "route53": rds_source.route53, "zone": rds_source.zone,
+            "source": rds_source}
 
 
 def ours(rds):
@@ -61,8 +38,7 @@ def ours(rds):
 
 
 def test_pitr_restore_on_rds_creates_a_tagged_instance_and_verifies_it(cli, staging):
-    time.sleep(1.5)  # moto: the earliest restorable time is the instance's creation
-    target = (datetime.now(timezone.utc) - timedelta(seconds=0.5)).isoformat()
+    target = staging["source"].restorable_target()
     proc = cli("pitr.restore", "--env", "staging", "--target-time", target, "--name", "pitr-one", "--json",
                env=staging["env"], timeout=120)
     assert proc.returncode == 0, proc.stderr[-1500:]
@@ -78,8 +54,7 @@ def test_pitr_restore_on_rds_creates_a_tagged_instance_and_verifies_it(cli, stag
     cut = cli("pitr.cutover", "--env", "staging", "pitr-one", "--json", env=staging["env"], check_rc=0)
     change = json.loads(cut.stdout)["outputs"]["ensure_cutover"]["route53"]
     assert change["previous"] == "aep-staging.example.internal"
-    record = [r for r in staging["route53"].list_resource_record_sets(HostedZoneId=staging["zone"])
-              ["ResourceRecordSets"] if r["Name"] == "db.aep.internal."][0]
+    record = staging["source"].record()
     endpoint = staging["rds"].describe_db_instances(DBInstanceIdentifier="pitr-one")["DBInstances"][0]["Endpoint"]
     assert record["ResourceRecords"][0]["Value"] == endpoint["Address"] and record["TTL"] == 60
     assert staging["rds"].describe_db_instances(DBInstanceIdentifier=SOURCE)["DBInstances"][0][
@@ -112,4 +87,4 @@ def test_drill_on_rds_runs_every_check_for_real(cli, staging):
     assert checks["check_amcheck"]["status"] == "passed" and checks["check_writable"]["status"] == "passed"
     [(name, tags)] = ours(staging["rds"])
     assert name == f"drill-{report['run_id'].lower()}" and tags["aep-ops:run-id"] == report["run_id"]
-    assert "rds-canary-pass-7" not in proc.stdout + proc.stderr
+    assert MASTER_PASSWORD not in proc.stdout + proc.stderr

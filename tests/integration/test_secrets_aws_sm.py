@@ -20,10 +20,10 @@ SECRET = "sm-canary-\"q\"-7f3e"  # a quote: the value must come back exactly, an
 
 
 @pytest.fixture
-def staging(moto_server, s3_tls_proxy, tmp_path, monkeypatch):
+def staging(moto_account, s3_tls_proxy, tmp_path, monkeypatch):
     name = f"aep/db-{uuid.uuid4().hex[:8]}"
-    moto_server.client("secretsmanager").create_secret(Name=name, SecretString=json.dumps({"password": SECRET}))
-    for key, value in moto_server.environ.items():
+    moto_account.client("secretsmanager").create_secret(Name=name, SecretString=json.dumps({"password": SECRET}))
+    for key, value in moto_account.environ.items():
         if key.startswith("AWS_") and key != "AWS_ENDPOINT_URL":  # the endpoint comes from the config only
             monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -32,7 +32,7 @@ def staging(moto_server, s3_tls_proxy, tmp_path, monkeypatch):
         ca = f"      ca_bundle: {s3_tls_proxy.ca_file}\n" if with_ca else ""
         write_config(tmp_path / f"aep-ops-{with_ca}.yaml", (
             "environments:\n  staging:\n    aws:\n"
-            f"      region: {moto_server.region}\n      endpoint_url: {s3_tls_proxy.endpoint_url}\n{ca}"
+            f"      region: {moto_account.region}\n      endpoint_url: {s3_tls_proxy.endpoint_url}\n{ca}"
             f"    database:\n      host: db.internal\n      user: aep\n      password: 'aws-sm:{name}#password'\n"),
             monkeypatch)
     return name, write

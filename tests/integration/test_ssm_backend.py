@@ -25,15 +25,15 @@ from tests.conftest import write_config
 CMD1, CMDA, CMDB = (f"{n}" * 8 + "-1111-2222-3333-444444444444" for n in "abc")  # ids are UUIDs
 
 
-def _instances(moto_server, n):
-    ec2 = moto_server.client("ec2")
+def _instances(moto_account, n):
+    ec2 = moto_account.client("ec2")
     out = ec2.run_instances(ImageId="ami-12345678", MinCount=n, MaxCount=n, InstanceType="t3.micro")
     return [i["InstanceId"] for i in out["Instances"]]
 
 
-def test_api_flow_against_moto(moto_server):
-    ids = _instances(moto_server, 3)
-    ssm = moto_server.client("ssm")
+def test_api_flow_against_moto(moto_account):
+    ids = _instances(moto_account, 3)
+    ssm = moto_account.client("ssm")
 
     result = run_via_ssm(ssm, ids, "uptime; df -h /", max_concurrency="2", max_errors="0", timeout=45,
                          poll_interval=0.01)
@@ -49,25 +49,25 @@ def test_api_flow_against_moto(moto_server):
     assert sorted(command["InstanceIds"]) == sorted(ids)
 
 
-def test_fleet_run_via_ssm_through_the_cli(cli, moto_server, tmp_path, monkeypatch):
-    ids = _instances(moto_server, 2)
+def test_fleet_run_via_ssm_through_the_cli(cli, moto_account, tmp_path, monkeypatch):
+    ids = _instances(moto_account, 2)
     write_config(tmp_path / "ssm.yaml", f"""
 environments:
   ssmfleet:
     production: false
     backend: local
-    aws: {{region: {moto_server.region}, endpoint_url: "{moto_server.endpoint_url}"}}
+    aws: {{region: {moto_account.region}, endpoint_url: "{moto_account.endpoint_url}"}}
     ssm: {{max_concurrency: "50%", max_errors: "1", timeout: 30}}
     hosts:
       - {{name: api1, address: 10.0.0.1, instance_id: {ids[0]}}}
       - {{name: api2, address: 10.0.0.2, instance_id: {ids[1]}}}
 """, monkeypatch)
-    proc = cli("fleet.run", "--env", "ssmfleet", "--via", "ssm", "--json", "--", "uptime", env=moto_server.environ)
+    proc = cli("fleet.run", "--env", "ssmfleet", "--via", "ssm", "--json", "--", "uptime", env=moto_account.environ)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert [(h["name"], h["target"], h["status"]) for h in data["hosts"]] == [
         ("api1", ids[0], "ok"), ("api2", ids[1], "ok")]
-    sent = moto_server.client("ssm").list_commands(InstanceId=ids[1])["Commands"]
+    sent = moto_account.client("ssm").list_commands(InstanceId=ids[1])["Commands"]
     assert sent[-1]["MaxConcurrency"] == "50%" and sent[-1]["Parameters"]["commands"] == ["uptime"]
 
 

@@ -6,11 +6,17 @@ manager, and reboots that really take SSH and HTTP away and bring them back.
   script that keeps each host's "packages" in that host's directory, found from the
   server address in ``$SSH_CONNECTION``: ``pending`` lists them, ``upgrade`` empties the list
   (and may leave the reboot marker), ``reboot`` asks the test for a reboot. Every call is
-  logged per host, so a test can prove which hosts were touched.
-- **A private /run per host.** ``/var/run/reboot-required`` is per host in the field; here each
-  sshd runs in its own mount namespace with a per-host directory bound on /run (``unshare``),
-  so the production probe reads the real path and sees only its host's marker. The same
-  namespace hides this machine's root ~/.bashrc from SSH sessions (see WRAPPER).
+  logged per host, so a test can prove which hosts were touched. A test can hold a host's
+  upgrade mid-way (``hold_upgrade``: it blocks on a fifo until ``release_upgrade``), and a host
+  whose updates real apt lists (``offer_updates``) is "upgraded" by withdrawing them.
+- **A private /run and apt per host.** ``/var/run/reboot-required`` and the package lists are
+  per host in the field; here each sshd runs in its own mount namespace with per-host
+  directories bound on /run, /etc/apt, /var/lib/apt/lists and /var/cache/apt (``unshare``),
+  so the production probes read the real paths and see only their host's marker and package
+  sources. ``offer_updates`` publishes a local repository with newer versions of packages this
+  machine has installed: the real ``apt-get -s`` then has a known answer (dpkg's status is
+  this machine's, read-only; nothing is ever installed). The same namespace hides this
+  machine's root ~/.bashrc from SSH sessions (see WRAPPER).
 - **Reboot.** A watcher thread sees a host's reboot request, stops its sshd (killing every
   session) and its health endpoint, clears its /run marker (as a boot clears the tmpfs),
   waits, and starts both again on the same address, port and host key.
@@ -18,8 +24,13 @@ manager, and reboots that really take SSH and HTTP away and bring them back.
 
 from __future__ import annotations
 
+import email.utils
+import errno
+import hashlib
 import http.server
+import os
 import socket
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,16 +38,22 @@ from pathlib import Path
 from typing import Any, Callable
 
 WRAPPER = """#!/bin/sh
-# sshd in its own mount namespace with a per-host /run (what a real host's tmpfs /run is), and
-# without this machine's ~/.bashrc (bash sources it for SSH commands; pyenv's rehash lock in it
-# stalls concurrent sessions for up to 60 s, and a fleet host has no such thing).
+# sshd in its own mount namespace with a per-host /run (what a real host's tmpfs /run is) and
+# per-host apt configuration, lists and cache (empty: no sources, nothing pending, until a test
+# publishes some), and without this machine's ~/.bashrc (bash sources it for SSH commands;
+# pyenv's rehash lock in it stalls concurrent sessions for up to 60 s, and a fleet host has no
+# such thing).
 for arg; do conf=$arg; done
 run="$(dirname "$conf")/run"
-mkdir -p "$run/sshd"
+apt="$(dirname "$conf")/apt"
+mkdir -p "$run/sshd" "$apt/etc/apt.conf.d" "$apt/etc/preferences.d" "$apt/etc/sources.list.d" \\
+  "$apt/lists/partial" "$apt/cache/archives/partial"
 exec unshare --mount --propagation private /bin/sh -c '
   mount --bind "$0" /run &&
+  mount --bind "$1/etc" /etc/apt && mount --bind "$1/lists" /var/lib/apt/lists &&
+  mount --bind "$1/cache" /var/cache/apt &&
   { [ ! -e "$HOME/.bashrc" ] || mount --bind /dev/null "$HOME/.bashrc"; } &&
-  exec /usr/sbin/sshd "$@"' "$run" "$@"
+  shift && exec /usr/sbin/sshd "$@"' "$run" "$apt" "$@"
 """
 
 STANDIN = """#!/bin/sh
@@ -49,7 +66,14 @@ case "$1" in
 pending) cat "$dir/pending" 2>/dev/null; exit 0 ;;
 upgrade)
   [ "$DEBIAN_FRONTEND" = noninteractive ] || { echo "stand-in: DEBIAN_FRONTEND is not set" >&2; exit 2; }
+  if [ -p "$dir/hold-upgrade" ]; then  # the test holds the upgrade here until it releases the fifo
+    echo $$ > "$dir/upgrade-held"; read -r _ < "$dir/hold-upgrade"; rm -f "$dir/hold-upgrade" "$dir/upgrade-held"
+  fi
   if [ -e "$dir/fail-upgrade" ]; then echo "E: Sub-process /usr/bin/dpkg returned an error code (1)" >&2; exit 100; fi
+  if [ -s "$dir/apt-repo/Packages" ]; then  # real apt lists the updates: "installing" withdraws them
+    awk '/^Package: /{print "Unpacking " $2}' "$dir/apt-repo/Packages"
+    awk '/^Package: /{print $2}' "$dir/apt-repo/Packages" >> "$dir/installed"; : > "$dir/apt-repo/Packages"
+  fi
   if [ -s "$dir/pending" ]; then
     sed 's/^/Unpacking /' "$dir/pending"
     cat "$dir/pending" >> "$dir/installed"; : > "$dir/pending"
@@ -61,6 +85,53 @@ reboot) touch "$dir/reboot-requested"; exit 0 ;;
 *) echo "stand-in: unknown command $1" >&2; exit 2 ;;
 esac
 """
+
+
+def private_host_wrapper(directory: Path) -> Path:
+    """WRAPPER as an executable ``directory/sshd-private-run``: point aep_ops.testing.sshd.SSHD at
+    it before starting hosts, and each gets its own /run and apt."""
+    directory.mkdir(parents=True, exist_ok=True)
+    wrapper = directory / "sshd-private-run"
+    wrapper.write_text(WRAPPER)
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def installed_version(package: str) -> tuple[str, str]:
+    """(version, architecture) of ``package`` as this machine's dpkg has it installed."""
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${db:Status-Status} ${Version} ${Architecture}", package],
+                         capture_output=True, text=True)
+    fields = out.stdout.split()
+    if out.returncode != 0 or len(fields) != 3 or fields[0] != "installed":
+        raise RuntimeError(f"{package} is not installed on this machine: {out.stderr.strip() or out.stdout}")
+    return fields[1], fields[2]
+
+
+def offer_updates(apt_dir: Path, repo: Path, packages: list[str], *, suite: str | None = None) -> dict[str, str]:
+    """Publish ``repo``, a local apt repository with a newer version of each installed package,
+    in the sources of the host whose private apt is ``apt_dir``; return name -> offered version.
+    With ``suite`` the repository has a Release naming it (``apt list`` shows it), else none
+    (a flat repository, shown as "unknown"). apt only resolves these: nothing is downloaded."""
+    repo.mkdir(parents=True, exist_ok=True)
+    offered, stanzas, arches = {}, [], {"all"}
+    for name in packages:
+        version, arch = installed_version(name)
+        offered[name] = f"{version}+aep1"  # sorts after the installed version (dpkg's rules)
+        arches.add(arch)
+        stanzas.append(f"Package: {name}\nVersion: {offered[name]}\nArchitecture: {arch}\n"
+                       "Maintainer: aep-ops tests <tests@example.invalid>\n"
+                       f"Filename: ./{name}.deb\nSize: 1\nDescription: a newer {name}, offered by a test\n")
+    index = "\n".join(stanzas).encode()
+    (repo / "Packages").write_bytes(index)
+    if suite:
+        (repo / "Release").write_text(
+            f"Origin: aep-ops-tests\nLabel: aep-ops-tests\nSuite: {suite}\nCodename: {suite}\n"
+            f"Date: {email.utils.formatdate(usegmt=True)}\nArchitectures: {' '.join(sorted(arches))}\n"
+            f"SHA256:\n {hashlib.sha256(index).hexdigest()} {len(index)} Packages\n")
+    (apt_dir / "etc").mkdir(parents=True, exist_ok=True)
+    with open(apt_dir / "etc" / "sources.list", "a") as sources:
+        sources.write(f"deb [trusted=yes] file:{repo} ./\n")
+    return offered
 
 
 class HealthServer:
@@ -164,6 +235,45 @@ class FleetHost:
         if reboot:
             (self.dir / "needs-reboot").touch()
 
+    @property
+    def apt_dir(self) -> Path:
+        """The host's private /etc/apt, apt lists and cache (see WRAPPER)."""
+        return self.ssh.directory / "apt"
+
+    def offer_updates(self, packages: list[str]) -> dict[str, str]:
+        """Real apt on this host lists ``packages`` as upgradable (until the stand-in upgrades it)."""
+        return offer_updates(self.apt_dir, self.dir / "apt-repo", packages)
+
+    def installed(self) -> list[str]:
+        """Every package the stand-in upgrade installed, once per installation."""
+        path = self.dir / "installed"
+        return path.read_text().split() if path.exists() else []
+
+    def hold_upgrade(self) -> None:
+        """The next upgrade on this host blocks mid-way until ``release_upgrade``."""
+        os.mkfifo(self.dir / "hold-upgrade")
+
+    def held_upgrade_pid(self) -> int | None:
+        """Pid of the upgrade blocked by ``hold_upgrade`` (None until it is there)."""
+        try:
+            return int((self.dir / "upgrade-held").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def release_upgrade(self) -> bool:
+        """Let a held upgrade go on; False when none is waiting on the fifo."""
+        try:
+            fd = os.open(self.dir / "hold-upgrade", os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno in (errno.ENXIO, errno.ENOENT):  # no reader, or no hold
+                return False
+            raise
+        try:
+            os.write(fd, b"go\n")
+        finally:
+            os.close(fd)
+        return True
+
     def flag(self, name: str, on: bool = True) -> None:
         (self.dir / name).touch() if on else (self.dir / name).unlink(missing_ok=True)
 
@@ -210,9 +320,7 @@ class PatchFleet:
         self.standin = self.base / "standin.sh"
         self.standin.write_text(STANDIN.replace("@BASE@", str(self.base)))
         self.standin.chmod(0o755)
-        self.wrapper = self.base / "sshd-private-run"
-        self.wrapper.write_text(WRAPPER)
-        self.wrapper.chmod(0o755)
+        self.wrapper = private_host_wrapper(self.base)
         self._watcher = threading.Thread(target=self._watch, daemon=True)
         self._watcher.start()
 
@@ -252,6 +360,7 @@ class PatchFleet:
     def close(self) -> None:
         self._stop.set()
         for host in self.hosts:
+            host.release_upgrade()  # nothing stays blocked on a fifo after the test
             if host.hang is not None:
                 host.hang.close()
             if host.placeholder is not None:

@@ -1,4 +1,6 @@
-"""The archive lag is the age of the oldest data not yet archived, not the idle time since the last archive."""
+"""Where a WAL file name puts the end of its segment (what ``archive_facts`` compares the write
+position with). The archive lag itself, each of its branches against a real PostgreSQL whose
+archiver is held or failing: tests/integration/test_archive_facts.py."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ timeouts, resume, and the journal records it leaves behind."""
 from __future__ import annotations
 
 import io
-import time
+import threading
 
 import pytest
 
@@ -114,12 +114,16 @@ class Flaky(Step):
 
 
 class Slow(Step):
+    """Blocks until the test releases it (RELEASE): only its timeout can end it sooner."""
+
     id = "slow"
     title = "Takes too long"
     timeout = 0.3
+    RELEASE = threading.Event()
 
     def apply(self, ctx, plan):
-        time.sleep(5)
+        Slow.RELEASE.wait()
+        _Counter.applied.append("slow ran to its end")
 
 
 class FailsOnce(Step):
@@ -194,10 +198,18 @@ def test_retries_are_bounded(settings, declare):
 
 
 def test_step_timeout_fails_the_step(settings, declare):
+    """The step is held until after the run returned (a watchdog releases it if the timeout never
+    fires): the run ended at the step's deadline, not when the step would have finished."""
     rb = declare("t.slow", [Slow])
-    started = time.monotonic()
-    result = run_runbook(rb, settings)
-    assert time.monotonic() - started < 3
+    Slow.RELEASE.clear()
+    watchdog = threading.Timer(60, Slow.RELEASE.set)
+    watchdog.start()
+    try:
+        result = run_runbook(rb, settings)
+    finally:
+        watchdog.cancel()
+        Slow.RELEASE.set()
+    assert "slow ran to its end" not in _Counter.applied, "the run waited for the step: its timeout never fired"
     assert result.status == "failed" and "0.3s timeout" in result.error
 
 
@@ -285,28 +297,38 @@ def test_held_lock_refuses_a_second_run(settings):
     assert run_runbook(greet, settings, params={"name": "Ada"}).status == "succeeded"
 
 
-def test_loser_names_a_winner_that_has_the_lock_but_has_not_yet_written_who_it_is(settings):
-    """The window between flock and writing the holder: the loser waits for the name (CI hit this)."""
+def test_loser_names_a_winner_that_has_the_lock_but_has_not_yet_written_who_it_is(settings, monkeypatch):
+    """The window between flock and writing the holder: the loser waits for the name (CI hit this).
+    The winner writes its name right after the loser's first look, found empty: by ordering, not
+    by a timer that a loaded machine could fire after the loser's patience ran out."""
     import fcntl
     import json
     import os
-    import threading
     from dataclasses import asdict
 
+    from aep_ops.engine import lock as lock_module
     from aep_ops.engine.lock import FileLock, Holder
 
     lock_dir = settings.state_dir / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_dir / "demo.greet@local.lock", os.O_RDWR | os.O_CREAT, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the winner, between flock and pwrite
-    late = threading.Timer(0.3, lambda: os.pwrite(fd, json.dumps(asdict(Holder.me("20261126T000000Z-bbbbbb"))).encode(), 0))
-    late.start()
+    real_read, seen = lock_module._read_holder, []
+
+    def read_then_the_winner_writes(loser_fd):
+        found = real_read(loser_fd)
+        seen.append(found)
+        if len(seen) == 1:
+            os.pwrite(fd, json.dumps(asdict(Holder.me("20261126T000000Z-bbbbbb"))).encode(), 0)
+        return found
+
+    monkeypatch.setattr(lock_module, "_read_holder", read_then_the_winner_writes)
     try:
         with pytest.raises(LockedError, match=r"locked by run 20261126T000000Z-bbbbbb \(pid \d+ on "):
             FileLock(lock_dir, "demo.greet@local").acquire(Holder.me("20261126T000001Z-cccccc"))
     finally:
-        late.join()
         os.close(fd)
+    assert seen[0] is None, "the loser's first look found no name: the window was hit"
 
 
 def test_progress_lines_name_step_number_title_and_anchor(settings):
