@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from drill import BIN, REPO, BenchError, free_port, run_logged, say, settle, teardown
+from drill_env import BIN, REPO, BenchError, free_port, run_logged, say, settle, teardown, write_results
 from precompile import precompile
 
 TARGET_RPO = 5.0
@@ -87,11 +87,7 @@ def main() -> int:
             res["drills"].append(one_drill(state, env, logs, n))
         text, ok = judge(res["drills"], args.archive_timeout)
         say("\n" + text)
-        results = REPO / "bench" / "results"
-        results.mkdir(parents=True, exist_ok=True)
-        out = results / f"drill-rpo-{started_at.strftime('%Y%m%dT%H%M%SZ')}.json"
-        out.write_text(json.dumps({**res, "met": ok}, indent=2, sort_keys=True) + "\n")
-        say(f"wrote {out}")
+        write_results("drill-rpo", started_at, {**res, "met": ok})
         return 0 if ok else 1
     except (BenchError, OSError, ValueError, KeyError) as exc:
         say(f"benchmark failed: {exc}")

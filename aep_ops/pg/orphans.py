@@ -53,7 +53,7 @@ def _stop(find: Callable[[], list[int]], first: int, grace: float, survivors: Ca
     for signum in (first, signal.SIGKILL):
         if not left:
             return pids
-        _signal(left, signum)
+        signal_each(left, signum)
         deadline = time.monotonic() + grace
         while (left := find()) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -87,7 +87,8 @@ def stop_writers(datadir: str | os.PathLike[str], *, grace: float = 10.0) -> lis
                  lambda left: f"processes {left} still write into {datadir} after SIGKILL; stop them by hand, then resume")
 
 
-def _signal(pids: list[int], signum: int) -> None:
+def signal_each(pids, signum: int) -> None:
+    """Send ``signum`` to each of ``pids``; one that has already gone is no error."""
     for pid in pids:
         try:
             os.kill(pid, signum)

@@ -52,7 +52,7 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
                          " or leave the flag out to start a new run")
             as_json, json_file = bool(kwargs.pop("json")), kwargs.pop("json_file")
             if json_file is not None:
-                check_output_path("--json-file", json_file)
+                check_output_path(json_file)
             settings = load_settings(kwargs.pop("env"), kwargs.pop("set") or [])
             result = shown(run_runbook(rb, settings, params=_typed(rb, kwargs),
                                        dry_run=kwargs["dry_run"], resume=kwargs["resume"], yes=kwargs["yes"]))
@@ -65,7 +65,7 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
             except BrokenPipeError:  # `| head`: the reader left; the run's own outcome still decides the exit code
                 stdout_gone()
             if json_file is not None:  # --json-file PATH: the same JSON, written to a file
-                write_json(json_file, {**asdict(result), **result.summary}, flag="--json-file")
+                write_json(json_file, {**asdict(result), **result.summary})
             code = RUN_STATUS_EXIT.get(result.status, 1)
             if code:
                 raise Exit(outcome_line(result), code=code)

@@ -120,13 +120,13 @@ def print_json(data: object) -> None:
     print(dumps(data, indent=2, sort_keys=True), file=sys.stdout)
 
 
-def write_json(path: str, data: object, *, flag: str = "--json-file") -> None:
+def write_json(path: str, data: object) -> None:
     """Write JSON to a file the user named (atomically: a reader never sees half of it, and a
     failed write leaves nothing behind)."""
     import os
     import tempfile
 
-    target = check_output_path(flag, path)
+    target = check_output_path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -134,18 +134,19 @@ def write_json(path: str, data: object, *, flag: str = "--json-file") -> None:
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except OSError as exc:
-        raise UsageError(f"{flag} {path}: cannot write it ({exc.strerror})") from None
+        raise UsageError(f"--json-file {path}: cannot write it ({exc.strerror})") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def check_output_path(flag: str, path: str):  # -> pathlib.Path
-    """An output file the user named, checked before any work is done: exit 2 then means that
+def check_output_path(path: str):  # -> pathlib.Path
+    """The file --json-file names, checked before any work is done: exit 2 then means that
     nothing was changed, instead of a whole run followed by "cannot write it"."""
     import os
     from pathlib import Path
 
+    flag = "--json-file"
     if not str(path).strip():
         raise UsageError(f"{flag} is empty: name a file to write, or give --json alone for stdout")
     if "\0" in str(path):

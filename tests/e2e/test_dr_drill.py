@@ -15,7 +15,7 @@ import psycopg
 
 from aep_ops import config
 from aep_ops.db import locations
-from tests.e2e.test_dr_drill_interrupted import drill_process, freeze_mid_restore, tail
+from tests.support.drill_process import drill_process, freeze_mid_restore, tail
 from tests.support.processes import assert_killed_mid_step, pgrep, step_status, wait_applying
 
 

@@ -29,8 +29,8 @@ from aep_ops.db.backends.local_facts import archive_facts
 from aep_ops.pg import facts, orphans
 from aep_ops.testing.postgres import free_port, stop_clusters_under
 from tests.conftest import BIN, REPO
-from tests.e2e.test_dr_drill_failed_report import tables
-from tests.e2e.test_dr_drill_interrupted import freeze_mid_restore
+from tests.support.markdown_tables import tables
+from tests.support.drill_process import freeze_mid_restore
 from tests.support.processes import spawned
 
 pytestmark = pytest.mark.slow

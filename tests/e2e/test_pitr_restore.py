@@ -15,6 +15,7 @@ import pytest
 
 from aep_ops import config
 from aep_ops.db import locations
+from aep_ops.pg.orphans import signal_each
 from tests.conftest import BIN, REPO
 from tests.support.pitr_source import (earliest_target, server_now, target_between, wait_archived_now,
                                        wait_server_clock_past)
@@ -57,19 +58,11 @@ def test_restore_is_exact_and_idempotent(cli, source):
     assert other.returncode == 2 and "already exists for another target" in other.stderr
 
 
-def _signal_all(pids, signum: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(int(pid), signum)
-        except ProcessLookupError:
-            pass
-
-
 def _freeze_pgbackrest(pattern: str, timeout: float = 10) -> list[int]:
     """SIGSTOP every process matching ``pattern`` and wait until pgBackRest itself shows as stopped
     (state T in /proc): stopped, it cannot finish, so it is provably mid-restore at the kill."""
     pids = [int(p) for p in pgrep(pattern).split()]
-    _signal_all(pids, signal.SIGSTOP)
+    signal_each(pids, signal.SIGSTOP)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -114,7 +107,7 @@ def test_restore_killed_while_pgbackrest_writes_resumes_to_the_exact_copy(cli, s
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
         assert_killed_mid_step(local_env, run_id, "ensure_restored")
-        _signal_all(frozen, signal.SIGCONT)
+        signal_each(frozen, signal.SIGCONT)
         copy = locations.restored_copy(config.load("local"), "killed")
         assert copy is not None and copy.meta["status"] == "restoring", "the copy is marked as unfinished"
         assert any(datadir.iterdir()), "the kill left a partial copy behind"
@@ -132,7 +125,7 @@ def test_restore_killed_while_pgbackrest_writes_resumes_to_the_exact_copy(cli, s
         assert pgrep(writing) == "", "no pgBackRest restore left running"
         assert len(pgrep(f"postgres -D {datadir}").split()) == 1, "one server for the copy"
     finally:
-        _signal_all(frozen + [int(p) for p in pgrep(writing).split()], signal.SIGKILL)  # no orphan outlives the test
+        signal_each(frozen + [int(p) for p in pgrep(writing).split()], signal.SIGKILL)  # no orphan outlives the test
 
 
 @pytest.mark.parametrize("target, message", [

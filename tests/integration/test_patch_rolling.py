@@ -15,12 +15,18 @@ and the load-balancer API calls and waiters (moto reports every registered targe
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
 import aep_ops.testing.sshd as sshd_module
 from tests.support.patch_fleet import PatchFleet
+from tests.support.processes import assert_killed_mid_step, process_alive, spawned
 
 pytestmark = pytest.mark.slow
 
@@ -286,12 +292,6 @@ def test_the_default_pending_command_runs_real_apt_and_its_answer_drives_the_rol
 
 def _spawn_rollout(tmp_path, env: dict, *args: str):
     """``inv patch.rolling --env staging ARGS`` as a child whose output goes to a file."""
-    import os
-    import sys
-    from pathlib import Path
-
-    from tests.support.processes import spawned
-
     repo = Path(__file__).resolve().parents[2]
     return spawned([str(Path(sys.executable).parent / "inv"), "patch.rolling", "--env", "staging", *args],
                    log=tmp_path / "rollout.log", cwd=repo, env={**os.environ, "PYTHONPATH": str(repo), **env})
@@ -299,8 +299,6 @@ def _spawn_rollout(tmp_path, env: dict, *args: str):
 
 def _wait(condition, what: str, proc=None, timeout: float = 60):
     """Poll ``condition`` until true; fail saying ``what`` did not happen (early if ``proc`` ended)."""
-    import time
-
     deadline = time.monotonic() + timeout
     while not condition():
         if proc is not None and proc.poll() is not None:
@@ -308,14 +306,6 @@ def _wait(condition, what: str, proc=None, timeout: float = 60):
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not happen within {timeout:g}s")
         time.sleep(0.02)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _host_state(tmp_path, name: str) -> dict:
@@ -329,10 +319,6 @@ def test_a_run_killed_while_a_host_upgrades_resumes_and_upgrades_it_once(cli, fl
     says h01 is drained, not upgraded, and the journal that run_canary never finished. The
     upgrade runs detached, so it outlives aep-ops and finishes; the resumed run sees nothing
     pending on h01, does not upgrade it again, reboots it once and finishes the rollout."""
-    import signal
-
-    from tests.support.processes import assert_killed_mid_step
-
     fleet.add(3)
     for host in fleet.hosts:
         host.set_pending(["openssl", "linux-image-amd64"])
@@ -345,11 +331,11 @@ def test_a_run_killed_while_a_host_upgrades_resumes_and_upgrades_it_once(cli, fl
     with _spawn_rollout(tmp_path, env, "--json") as proc:
         _wait(lambda: h01.held_upgrade_pid() is not None, "h01's upgrade command started", proc)
         upgrade_pid = h01.held_upgrade_pid()
-        assert _alive(upgrade_pid) and _host_state(tmp_path, "h01")["state"] == "drained"
+        assert process_alive(upgrade_pid) and _host_state(tmp_path, "h01")["state"] == "drained"
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
     run_id = _host_state(tmp_path, "h01")["run_id"]
-    assert _alive(upgrade_pid), "the upgrade died with aep-ops: it must run detached"
+    assert process_alive(upgrade_pid), "the upgrade died with aep-ops: it must run detached"
     assert _host_state(tmp_path, "h01")["state"] == "drained", "killed mid-upgrade: drained, not upgraded"
     assert_killed_mid_step(state_dir, run_id, "run_canary")
     assert log.exists(), "the upgrade ran without its detached wrapper: no log of it on the host"
@@ -372,8 +358,6 @@ def test_a_run_killed_while_a_host_upgrades_resumes_and_upgrades_it_once(cli, fl
 def test_a_run_killed_mid_host_resumes_from_that_hosts_last_transition(cli, fleet, moto_server, tmp_path):
     """SIGKILL while the canary reboots: the state file says 'upgraded'; the resumed run sees the
     host has booted (marker gone), does not upgrade or reboot it again, and finishes the rest."""
-    import signal
-
     fleet.add(3)
     for host in fleet.hosts:
         host.set_pending(["linux-image-amd64"])

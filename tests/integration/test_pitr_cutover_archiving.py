@@ -12,9 +12,12 @@ where the segment stands and what the archiver's last failure was.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from aep_ops import config
 from aep_ops.db import locations
@@ -55,20 +58,28 @@ def _backup_across_a_segment(db: locations.LocalDb, conn: Any) -> tuple[str, str
     return stop, history
 
 
+@contextmanager
+def _system_setting(name: str, value: str) -> Iterator[psycopg.Connection]:
+    """ALTER SYSTEM SET name = value on the shared source, reloaded; reset and reloaded on the way
+    out, whatever the test did. Yields the connection that set it."""
+    db = locations.local_db(config.load("local"))
+    with db.cluster.connect(connect_timeout=5) as conn:
+        conn.execute(sql.SQL("alter system set {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        conn.execute("select pg_reload_conf()")
+        try:
+            yield conn
+        finally:
+            conn.execute(sql.SQL("alter system reset {}").format(sql.Identifier(name)))
+            conn.execute("select pg_reload_conf()")
+
+
 @pytest.fixture
 def idle_source(source):
     """archive_timeout = 0 on the shared source: no background write (autovacuum after the seeding)
     closes a segment on its own, so nothing newer is archived behind the test's back, as on the
     idle copy of the cutover. Reset afterwards."""
-    db = locations.local_db(config.load("local"))
-    with db.cluster.connect(connect_timeout=5) as conn:
-        conn.execute("alter system set archive_timeout = 0")
-        conn.execute("select pg_reload_conf()")
-        try:
-            yield source
-        finally:
-            conn.execute("alter system reset archive_timeout")
-            conn.execute("select pg_reload_conf()")
+    with _system_setting("archive_timeout", "0"):
+        yield source
 
 
 def test_the_stop_segment_counts_as_archived_when_the_history_file_came_last(idle_source):
@@ -87,17 +98,11 @@ def test_the_stop_segment_counts_as_archived_when_the_history_file_came_last(idl
 def failing_archiver(source):
     """archive_command = /bin/false in postgresql.auto.conf; reset afterwards and the backlog drained,
     so the module's shared source archives again whatever the test did."""
-    db = locations.local_db(config.load("local"))
-    with db.cluster.connect(connect_timeout=5) as conn:
-        conn.execute("alter system set archive_command = '/bin/false'")
-        conn.execute("select pg_reload_conf()")
-        try:
-            yield conn
-        finally:
-            conn.execute("alter system reset archive_command")
-            conn.execute("select pg_reload_conf()")
-            conn.execute("select pg_logical_emit_message(false, 'aep-test', 'drain')")
-            facts.wait_archived(conn, facts.switch_wal(conn), timeout=120, poll=0.05)
+    with _system_setting("archive_command", "/bin/false") as conn:
+        yield conn
+    with locations.local_db(config.load("local")).cluster.connect(connect_timeout=5) as conn:
+        conn.execute("select pg_logical_emit_message(false, 'aep-test', 'drain')")
+        facts.wait_archived(conn, facts.switch_wal(conn), timeout=120, poll=0.05)
 
 
 def _new_segment_and_failing(conn: Any) -> str | None:

@@ -12,6 +12,7 @@ from aep_ops.executors.fleet import run_on_all
 from aep_ops.executors.ssh import remote_command
 from aep_ops.testing.sshd import generate_key, known_hosts_line, public_key_fingerprint
 from tests.support.fleet_hosts import HeldCommand, HeldHost, call_while_held, wait_until
+from tests.support.processes import process_alive
 
 
 def test_runs_a_command_and_reports_what_happened(ssh_host):
@@ -238,18 +239,10 @@ def test_a_detached_upgrade_finishes_when_aep_ops_goes_away(ssh_host, tmp_path):
     wait_until(lambda: log.exists() and log.read_text().endswith("== exit 0\n"), "the detached upgrade finishing")
     assert kept.exists(), "the detached upgrade did not run to its end"
     wait_until(lambda: bare_pid.exists() and bare_pid.read_text().strip(), "the bare upgrade starting")
-    wait_until(lambda: not _alive(int(bare_pid.read_text())), "the bare upgrade ending")
+    wait_until(lambda: not process_alive(int(bare_pid.read_text())), "the bare upgrade ending")
     assert not bare.exists(), "the same command run bare outlived its channel: the hazard this guards against is gone?"
     text = log.read_text()
     assert "Unpacking openssl\ndpkg: warning\n== exit 0\n" in text
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_a_detached_command_returns_its_status_and_this_attempts_output(ssh_host, tmp_path):

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from aep_ops.pg.orphans import signal_each
+
 
 def pgrep(pattern: str) -> str:
     """PIDs (one per line) of processes whose command line contains ``pattern``; "" when none."""
@@ -40,7 +42,7 @@ def kill_matching(pattern: str, timeout: float = 30) -> set[int]:
     children a killed run leaves behind (they run in process groups of their own). Returns the
     PIDs it killed."""
     killed = pids(pattern)
-    _signal_each(killed, signal.SIGKILL)
+    signal_each(killed, signal.SIGKILL)
     deadline = time.monotonic() + timeout
     while pgrep(pattern):
         if time.monotonic() > deadline:
@@ -71,12 +73,13 @@ def kill_run_mid_step(proc: subprocess.Popen, state_dir: Path, step_id: str, chi
     return run_id
 
 
-def _signal_each(targets: set[int], signum: int) -> None:
-    for pid in targets:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, dead but not yet reaped, does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def latest_run_id(state_dir: Path, runbook: str) -> str | None:
