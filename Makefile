@@ -4,13 +4,17 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 INV     := $(VENV)/bin/inv
 STAMP   := $(VENV)/.installed
+# The suite mostly waits (PostgreSQL starts, restores, archiving, sshd), so two workers halve it
+# on two cores; --dist loadfile keeps a file's tests on one worker (its module-scoped source is
+# built once). Ports and state directories are already safe across concurrent sessions.
+PYTEST_WORKERS ?= 2
 
 .PHONY: test drill bootstrap system clean-venv
 
 ## make test: install what is missing, check runbooks against code, run the whole suite
 test: bootstrap
 	$(INV) runbooks.check
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 ## make drill: a real DR drill against the local PostgreSQL (environment "local")
 drill: bootstrap
