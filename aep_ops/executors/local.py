@@ -10,6 +10,7 @@ import subprocess
 import time
 from typing import Mapping, Sequence
 
+from aep_ops import processes
 from aep_ops.errors import CommandTimeout, ExecutionError, ToolMissing
 from aep_ops.executors.base import CommandResult
 
@@ -73,17 +74,20 @@ class LocalExecutor:
 
 
 def _stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
-    """SIGTERM the command's process group (runuser passes it on to its child), SIGKILL after ``grace``."""
+    """SIGTERM the command's process group (runuser passes it on to its child), SIGKILL what is
+    left after ``grace``; return once none of the group runs. The leader exiting is not enough:
+    its children (pgBackRest's workers, a shell's background job) may still be on their way out."""
+    def left() -> list[int]:
+        proc.poll()  # reap the leader as soon as it exits
+        return processes.in_group(proc.pid)
+
     for signum in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, signum)
         except ProcessLookupError:
             break
-        try:
-            proc.wait(timeout=grace)
+        if not processes.wait_gone(left, grace):
             break
-        except subprocess.TimeoutExpired:
-            continue
     proc.wait()
 
 

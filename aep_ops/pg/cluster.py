@@ -336,9 +336,12 @@ class LocalCluster:
                                  timeout=timeout, user=self.os_user, cwd="/")
 
     def _await_postmaster(self, result: CommandResult, timeout: float) -> CommandResult:
-        """After ``pg_ctl start -W``: wait for postmaster.pid, or report the start as failed."""
+        """After ``pg_ctl start -W``: wait until the postmaster reports a status in postmaster.pid,
+        or report the start as failed. The file appears before the listen sockets exist; the status
+        line only after them, so a port taken meanwhile fails here ("could not create any TCP/IP
+        sockets"), not later as a server that vanished during recovery."""
         deadline = time.monotonic() + timeout
-        while self.postmaster_pid() is None:
+        while self.pm_status() is None:
             if time.monotonic() > deadline or any(
                 level in ln for ln in self._peek_log() for level in ("FATAL:", "PANIC:", "database system is shut down")
             ):

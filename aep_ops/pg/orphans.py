@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Callable
 
+from aep_ops import processes
 from aep_ops.errors import StepFailed
 from aep_ops.log import get_logger
 
@@ -25,7 +25,7 @@ log = get_logger(__name__)
 def writers_of(datadir: str | os.PathLike[str]) -> list[int]:
     """PIDs of live processes whose arguments include ``--pg1-path=DATADIR`` (not this one)."""
     wanted = f"--pg1-path={Path(datadir)}".encode()
-    return _with_argv(lambda argv: wanted in argv)
+    return processes.with_argv(lambda argv: wanted in argv)
 
 
 def postmasters_of(datadir: str | os.PathLike[str]) -> list[int]:
@@ -37,7 +37,7 @@ def postmasters_of(datadir: str | os.PathLike[str]) -> list[int]:
         return bool(argv) and os.path.basename(argv[0]) == b"postgres" and any(
             flag == b"-D" and value == wanted for flag, value in zip(argv, argv[1:]))
 
-    return _with_argv(is_postmaster)
+    return processes.with_argv(is_postmaster)
 
 
 def stop_postmasters(datadir: str | os.PathLike[str], *, grace: float = 10.0) -> list[int]:
@@ -49,32 +49,10 @@ def stop_postmasters(datadir: str | os.PathLike[str], *, grace: float = 10.0) ->
 def _stop(find: Callable[[], list[int]], first: int, grace: float, survivors: Callable[[list[int]], str]) -> list[int]:
     """Signal what ``find`` returns with ``first``, then SIGKILL what is left after ``grace``;
     return only once none is alive (the PIDs found at the start)."""
-    pids = left = find()
-    for signum in (first, signal.SIGKILL):
-        if not left:
-            return pids
-        signal_each(left, signum)
-        deadline = time.monotonic() + grace
-        while (left := find()) and time.monotonic() < deadline:
-            time.sleep(0.05)
+    pids, left = processes.stop(find, first, grace)
     if left:
         raise StepFailed(survivors(left))
     return pids
-
-
-def _with_argv(match: Callable[[list[bytes]], bool]) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
-                argv = handle.read().split(b"\0")
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-        if match(argv):
-            found.append(int(entry.name))
-    return found
 
 
 def stop_writers(datadir: str | os.PathLike[str], *, grace: float = 10.0) -> list[int]:
@@ -85,12 +63,3 @@ def stop_writers(datadir: str | os.PathLike[str], *, grace: float = 10.0) -> lis
         log.warning("pg.orphans.stopping", datadir=str(datadir), pids=found)
     return _stop(lambda: writers_of(datadir), signal.SIGTERM, grace,
                  lambda left: f"processes {left} still write into {datadir} after SIGKILL; stop them by hand, then resume")
-
-
-def signal_each(pids, signum: int) -> None:
-    """Send ``signum`` to each of ``pids``; one that has already gone is no error."""
-    for pid in pids:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass

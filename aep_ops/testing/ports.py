@@ -7,40 +7,31 @@ PostgreSQL binds it, and the cluster then fails to start. So ports come from out
 reserved with an fcntl lock file under /tmp held for the life of this process (two pytest
 sessions on one machine never take the same port; the lock goes away with the process, even
 after a SIGKILL) and checked free by bind, on 127.0.0.1 and ::1, before it is handed out.
-A port is never handed out twice in one process.
+A port is never handed out twice in one process. Lowest first: the servers aep-ops itself
+starts (restored copies, aep_ops/netports.py) take theirs from the top.
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
-import socket
 import threading
 from pathlib import Path
 
+from aep_ops.netports import EPHEMERAL_RANGE_FILE, LOWEST, bindable, ephemeral_range, non_ephemeral_ports
+
 LOCK_DIR = Path("/tmp/aep-ops-test-ports")
-LOWEST = 10000  # below: well-known and registered services more often listen
-EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+__all__ = ["bindable", "candidate_ports", "claim", "ephemeral_range", "free_port"]
 
 _held: dict[str, int] = {}  # lock name -> fd of its lock file, open until this process exits
 _lock = threading.Lock()
 
 
-def ephemeral_range() -> tuple[int, int]:
-    """The kernel's range for auto-assigned local ports (Linux's default when unreadable)."""
-    try:
-        low, high = EPHEMERAL_RANGE_FILE.read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
 def candidate_ports() -> list[int]:
     """Every port the allocator may hand out: from LOWEST to 65535, minus the ephemeral range."""
-    low, high = ephemeral_range()
-    ports = [p for p in range(LOWEST, 65536) if not low <= p <= high]
+    ports = non_ephemeral_ports()
     if not ports:
+        low, high = ephemeral_range()
         raise RuntimeError(f"no test ports: the ephemeral range {low}-{high} ({EPHEMERAL_RANGE_FILE}) covers "
                            f"{LOWEST}-65535; narrow it, e.g. sysctl net.ipv4.ip_local_port_range='32768 60999'")
     return ports
@@ -72,26 +63,6 @@ def claim(kind: str, port: int, address: str | None = None) -> bool:
             return False
         _held[name] = fd
         return True
-
-
-def bindable(address: str, port: int) -> bool:
-    """Whether ``address:port`` can be bound right now (no SO_REUSEADDR: a TIME_WAIT counts as
-    taken). An address this host lacks (no IPv6 loopback) counts as free."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    try:
-        sock = socket.socket(family, socket.SOCK_STREAM)
-    except OSError:
-        return True
-    with sock:
-        try:
-            sock.bind((address, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRNOTAVAIL:
-                return True
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            raise
-    return True
 
 
 def _try_lock(name: str) -> int | None:

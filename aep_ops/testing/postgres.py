@@ -23,6 +23,7 @@ from aep_ops.pg import fsutil
 from aep_ops.pg.bin import require
 from aep_ops.pg.cluster import LocalCluster
 from aep_ops.pg.pgbackrest import PGBACKREST, PgBackRest, PgBackRestConfig
+from aep_ops.netports import port_taken
 from aep_ops.testing.ports import free_port
 
 OS_USER = "postgres"
@@ -126,11 +127,6 @@ class ClusterFactory:
             raise StepFailed("could not stop test clusters: " + "; ".join(errors))
 
 
-# What PostgreSQL 15 says when its port is taken on 127.0.0.1: pg_ctl's error carries the WARNING
-# and FATAL lines ("could not bind ... Address already in use" is only logged before them).
-PORT_TAKEN = ("could not create any TCP/IP sockets", "could not bind", "already in use")
-
-
 def _start_on_free_port(tc: TestCluster, attempts: int = 3) -> None:
     """Start, moving to another port when someone outside the allocator's locks took this one
     between the check and the start (the error never names "already in use": match its FATAL)."""
@@ -139,8 +135,7 @@ def _start_on_free_port(tc: TestCluster, attempts: int = 3) -> None:
             tc.cluster.start(timeout=60)
             return
         except StepFailed as exc:
-            port_taken = any(sign in str(exc) for sign in PORT_TAKEN)
-            if not port_taken or attempt == attempts - 1:
+            if not port_taken(str(exc)) or attempt == attempts - 1:
                 raise
             tc.cluster.port = free_port()
             tc.cluster.configure(tc.settings)

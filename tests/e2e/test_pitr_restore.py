@@ -4,22 +4,18 @@ after it that the restore undoes), refusals before anything is touched, idempote
 from __future__ import annotations
 
 import json
-import os
 import signal
-import time
 from datetime import timedelta, timezone
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from aep_ops import config
 from aep_ops.db import locations
-from aep_ops.pg.orphans import signal_each
-from tests.conftest import BIN, REPO
 from tests.support.pitr_source import (earliest_target, server_now, target_between, wait_archived_now,
                                        wait_server_clock_past)
-from tests.support.processes import assert_killed_mid_step, pgrep, spawned, wait_applying, wait_for_process
+from tests.support.processes import assert_killed_mid_step, pgrep
+from tests.support.restore_freeze import restore_held_mid_write, thaw
 
 MISTAKES = ("update drill_markers set label = 'early-2-edited' where label = 'early-2'",
             "delete from drill_markers where label = 'doomed'")
@@ -58,34 +54,6 @@ def test_restore_is_exact_and_idempotent(cli, source):
     assert other.returncode == 2 and "already exists for another target" in other.stderr
 
 
-def _freeze_pgbackrest(pattern: str, timeout: float = 10) -> list[int]:
-    """SIGSTOP every process matching ``pattern`` and wait until pgBackRest itself shows as stopped
-    (state T in /proc): stopped, it cannot finish, so it is provably mid-restore at the kill."""
-    pids = [int(p) for p in pgrep(pattern).split()]
-    signal_each(pids, signal.SIGSTOP)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            states = {pid: (Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0],
-                            Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) for pid in pids}
-        except (FileNotFoundError, ProcessLookupError):
-            raise AssertionError("pgBackRest restore finished before it could be frozen") from None
-        if any(argv0.endswith(b"pgbackrest") and state == "T" for argv0, state in states.values()):
-            return pids
-        if time.monotonic() > deadline:
-            raise AssertionError(f"pgBackRest never showed as stopped after SIGSTOP: {states}")
-        time.sleep(0.01)
-
-
-def _wait_files_written(datadir: Path, proc, timeout: float = 60) -> None:
-    """Until pgBackRest has written a first file into the copy (the kill then leaves a partial copy)."""
-    deadline = time.monotonic() + timeout
-    while not any(p.is_file() for p in datadir.rglob("*")):
-        assert proc.poll() is None, f"the run exited with {proc.returncode} before pgBackRest wrote a file"
-        assert time.monotonic() < deadline, f"pgBackRest wrote no file into {datadir} within {timeout:g}s"
-        time.sleep(0.01)
-
-
 def test_restore_killed_while_pgbackrest_writes_resumes_to_the_exact_copy(cli, source, local_env):
     """kill -9 of aep-ops while `pgbackrest restore` writes into the copy. pgBackRest is frozen
     (SIGSTOP) just before the kill, so the kill provably lands mid-restore, and the journal shows the
@@ -93,21 +61,12 @@ def test_restore_killed_while_pgbackrest_writes_resumes_to_the_exact_copy(cli, s
     SIGHUP the kernel sends a stopped orphaned process group; unfrozen, of SIGPIPE at its next console
     line.) The resume clears the partial copy and any writer left, restores again and ends exact."""
     target, kept = target_between(source, ["before"], ["after"])
-    datadir = local_env / "pg" / "restores" / "killed" / "data"
-    writing = f"--pg1-path={datadir}"
-    frozen: list[int] = []
-    argv = [str(BIN / "inv"), "pitr.restore", "--target-time", target.isoformat(), "--name", "killed"]
-    try:
-        with spawned(argv, log=local_env / "killed-run.log", cwd=REPO,
-                     env={**os.environ, "PYTHONPATH": str(REPO)}) as proc:
-            run_id = wait_applying(local_env, "ensure_restored", timeout=120, proc=proc)
-            assert wait_for_process(writing, 60), "pgbackrest restore never started"
-            _wait_files_written(datadir, proc)
-            frozen = _freeze_pgbackrest(writing)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
+    with restore_held_mid_write(local_env, target, "killed") as held:
+        held.proc.send_signal(signal.SIGKILL)
+        held.proc.wait(timeout=10)
+        run_id, datadir, writing = held.run_id, held.datadir, held.writing
         assert_killed_mid_step(local_env, run_id, "ensure_restored")
-        signal_each(frozen, signal.SIGCONT)
+        thaw(held.frozen)
         copy = locations.restored_copy(config.load("local"), "killed")
         assert copy is not None and copy.meta["status"] == "restoring", "the copy is marked as unfinished"
         assert any(datadir.iterdir()), "the kill left a partial copy behind"
@@ -124,8 +83,6 @@ def test_restore_killed_while_pgbackrest_writes_resumes_to_the_exact_copy(cli, s
         assert restored == kept and "before" in restored and "after" not in restored
         assert pgrep(writing) == "", "no pgBackRest restore left running"
         assert len(pgrep(f"postgres -D {datadir}").split()) == 1, "one server for the copy"
-    finally:
-        signal_each(frozen + [int(p) for p in pgrep(writing).split()], signal.SIGKILL)  # no orphan outlives the test
 
 
 @pytest.mark.parametrize("target, message", [

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from aep_ops.pg.orphans import signal_each
+from aep_ops.processes import signal_each
 
 
 def pgrep(pattern: str) -> str:

@@ -10,6 +10,7 @@ from aep_ops.errors import CommandTimeout, ExecutionError, ToolMissing
 from aep_ops.executors import local
 from aep_ops.executors.local import LocalExecutor, as_user
 from tests.support.fleet_hosts import HeldCommand, call_while_held
+from tests.support.processes import process_alive
 
 
 def test_shell_metacharacters_in_arguments_are_literal(tmp_path):
@@ -73,21 +74,23 @@ def test_runs_as_another_user_for_real():
             LocalExecutor().run(["id", "-un"], user="nobody")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_deadline_also_stops_what_the_command_started(tmp_path):
     """pgBackRest runs under runuser and starts workers: a deadline must not leave them running."""
     pidfile = tmp_path / "grandchild.pid"
     with pytest.raises(CommandTimeout):
         LocalExecutor().run(["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"], timeout=1.5)
     grandchild = int(pidfile.read_text())
-    assert not _alive(grandchild), "the command's child outlived the deadline"
+    assert not process_alive(grandchild), "the command's child outlived the deadline"
+
+
+def test_a_deadline_waits_for_children_that_exit_slowly_on_sigterm(tmp_path):
+    """Like pgBackRest's workers, which clean up on SIGTERM: the command itself is gone at once,
+    its child a second later. The run returns only once the child is gone too."""
+    pidfile = tmp_path / "worker.pid"
+    worker = "trap 'sleep 1; exit 0' TERM; while :; do sleep 0.05; done"
+    with pytest.raises(CommandTimeout):
+        LocalExecutor().run(["sh", "-c", f"sh -c \"{worker}\" & echo $! > {pidfile}; wait"], timeout=1.5)
+    assert not process_alive(int(pidfile.read_text())), "returned while the command's child still ran"
 
 
 def test_deadline_stops_a_command_run_as_another_user():
@@ -101,4 +104,4 @@ def test_deadline_stops_a_command_run_as_another_user():
         with pytest.raises(CommandTimeout):
             LocalExecutor().run(["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"], user="nobody", timeout=1.5)
         with open(pidfile) as handle:
-            assert not _alive(int(handle.read()))
+            assert not process_alive(int(handle.read()))

@@ -17,15 +17,15 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import socket
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
+from aep_ops import netports
 from aep_ops.db import locations
 from aep_ops.db.backends import DatabaseBackend, local_cutover, local_facts, name_taken
-from aep_ops.errors import UsageError, VerificationFailed
+from aep_ops.errors import StepFailed, UsageError, VerificationFailed
 from aep_ops.log import get_logger
 from aep_ops.timefmt import iso_from_timestamp
 
@@ -237,7 +237,7 @@ def restore(settings: Any, db: locations.LocalDb, name: str, check: local_facts.
     started = time.time()
     if copy is None:
         copy = locations.RestoredCopy(name=name, base=locations.restores_dir(settings) / name, meta={})
-    port = copy.meta.get("port") or _free_port()
+    port = copy.meta.get("port") or netports.server_port(_ports_in_use(settings, db))
     copy.meta.update({"name": name, "created_by": "aep-ops", "purpose": purpose, "run_id": run_id,
                       "status": "restoring", "port": port, "target_time": check.target.isoformat(),
                       "backup_label": check.backup_label, "source": str(db.cluster.datadir),
@@ -255,9 +255,8 @@ def restore(settings: Any, db: locations.LocalDb, name: str, check: local_facts.
     restored_at = time.time()
     cluster.configure({"archive_mode": "off", "archive_command": "", "shared_buffers": "128MB"})
     cluster.disable_archiving()
-    say(f"starting the copy on port {port} and replaying WAL to {check.target.isoformat()}")
     left = max(30.0, started + timeout - time.time())  # one deadline for files + replay, not one each
-    cluster.start(timeout=left, wait=False)  # wait_for_promotion is the real wait (pg_ctl -w polls at 100 ms)
+    port = _start_copy(settings, db, copy, cluster, left, say, check.target.isoformat())
     promoted = cluster.wait_for_promotion(timeout=left, poll=0.02)  # RTO is measured: poll finely
     if promoted.archive_mode != "off":
         raise VerificationFailed(f"restored copy {name} has archive_mode={promoted.archive_mode}; it must be off")
@@ -329,8 +328,32 @@ def _clear_partial(cluster: Any) -> None:
         shutil.rmtree(cluster.datadir)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _ports_in_use(settings: Any, db: locations.LocalDb) -> set[int]:
+    """The source's port and every other copy's (stopped copies keep theirs: pitr.start reuses it)."""
+    recorded = {c.meta.get("port") for c in locations.restored_copies(settings)}
+    return {db.cluster.port, *(p for p in recorded if isinstance(p, int))}
+
+
+def _start_copy(settings: Any, db: locations.LocalDb, copy: locations.RestoredCopy, cluster: Any, timeout: float,
+                say: Any, target: str, attempts: int = 3) -> int:
+    """Start the copy's server (not waiting for recovery: wait_for_promotion does) and return its port.
+    The port was chosen before the restore, which can take an hour: if something took it since,
+    the copy moves to another one (recorded in restore.json) instead of failing the restore."""
+    for attempt in range(attempts):
+        if not netports.free_on_loopback(cluster.port) or attempt:
+            taken = cluster.port
+            cluster.port = netports.server_port(_ports_in_use(settings, db) | {taken})
+            cluster.configure(cluster.current_settings())  # the managed port is the new one
+            copy.meta["port"] = cluster.port
+            copy.save()
+            log.warning("pitr.copy_port_moved", name=copy.name, taken=taken, port=cluster.port)
+            say(f"port {taken} is taken; the copy moves to port {cluster.port}")
+        say(f"starting the copy on port {cluster.port} and replaying WAL to {target}")
+        try:
+            cluster.start(timeout=timeout, wait=False)  # pg_ctl -w would poll at 100 ms: RTO is measured
+            return cluster.port
+        except StepFailed as exc:
+            if not netports.port_taken(str(exc)) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
