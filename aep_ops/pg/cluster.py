@@ -18,11 +18,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from aep_ops.log import get_logger
-
+from aep_ops import netports
 from aep_ops.errors import CommandTimeout, ExecutionError, StepFailed, UsageError, VerificationFailed
 from aep_ops.executors.base import CommandResult
 from aep_ops.executors.local import LocalExecutor
+from aep_ops.log import get_logger
 from aep_ops.pg import facts, fsutil
 from aep_ops.pg.bin import pg_bin
 
@@ -206,10 +206,12 @@ class LocalCluster:
             lines = self.new_log_lines()
             if any(RECOVERY_FATAL in ln for ln in lines):
                 raise VerificationFailed(self._unreachable_message(lines))
-            raise StepFailed(
-                f"PostgreSQL at {self.datadir} did not start (pg_ctl exit {result.exit_status}): "
-                f"{_worst_line(lines) or result.stderr_tail(1)}; log: {self.logfile}"
-            )
+            why = _worst_line(lines) or result.stderr_tail(1)
+            if netports.port_taken(why):
+                why += (f" (port {self.port} on {self.listen} is in use by another program;"
+                        f" `ss -ltnp 'sport = :{self.port}'` names it)")
+            raise StepFailed(f"PostgreSQL at {self.datadir} did not start (pg_ctl exit {result.exit_status}): "
+                             f"{why}; log: {self.logfile}")
         log.info("pg.cluster.started", datadir=str(self.datadir), port=self.port, seconds=round(result.duration, 2))
         return True
 

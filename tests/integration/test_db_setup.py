@@ -92,6 +92,7 @@ def test_setup_on_a_port_another_program_listens_on_fails_and_talks_to_no_one(lo
         assert "db.setup: failed at step 1 (ensure_source_cluster)" in proc.stderr
         assert "failed - PostgreSQL at" in proc.stdout and "did not start" in proc.stdout
         assert "could not create any TCP/IP sockets" in proc.stdout
+        assert f"port {port} on 127.0.0.1 is in use by another program" in proc.stdout
         with pytest.raises(BlockingIOError):
             stranger.accept()  # nobody connected to the other program
 
