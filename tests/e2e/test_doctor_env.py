@@ -88,21 +88,19 @@ def test_a_ready_local_environment_passes_and_an_old_backup_fails(cli, source, l
 
 
 @pytest.fixture
-def staging(moto_server, tmp_path):
-    moto_server.reset()
-    moto_server.client("rds").create_db_instance(
+def staging(moto_account, tmp_path):
+    moto_account.client("rds").create_db_instance(
         DBInstanceIdentifier=SOURCE, DBInstanceClass="db.t4g.medium", Engine="postgres", EngineVersion="15.5",
         MasterUsername="aep_admin", MasterUserPassword="x" * 12, AllocatedStorage=20, BackupRetentionPeriod=7)
 
     def configure(endpoint_url):
         conf = tmp_path / "staging.yaml"
         conf.write_text("environments:\n  staging:\n"
-                        f"    aws: {{region: {moto_server.region}, endpoint_url: '{endpoint_url}'}}\n"
+                        f"    aws: {{region: {moto_account.region}, endpoint_url: '{endpoint_url}'}}\n"
                         f"    rds: {{instance_id: {SOURCE}, retention_days: 7}}\n")
-        return {**moto_server.environ, "AEP_OPS_CONFIG": str(conf)}
+        return {**moto_account.environ, "AEP_OPS_CONFIG": str(conf)}
 
-    yield moto_server, configure
-    moto_server.reset()
+    return moto_account, configure
 
 
 def test_rds_on_the_moto_server_resolves_credentials_and_finds_the_source(cli, staging):
@@ -110,7 +108,7 @@ def test_rds_on_the_moto_server_resolves_credentials_and_finds_the_source(cli, s
     proc = cli("doctor", "--env", "staging", env=configure(moto.endpoint_url))
     found = rows(proc.stdout)
     ok, detail, _ = found["aws credentials"]
-    assert ok and detail.startswith("account 123456789012 as arn:aws:sts::123456789012:")
+    assert ok and detail.startswith(f"account {moto.account_id} as arn:aws:sts::{moto.account_id}:assumed-role/")
     assert found[f"rds {SOURCE}"][:2] == (True, "available, postgres 15.5, db.t4g.medium")
     assert found["point-in-time restore"][0] and found["automated snapshots"][0]
     assert proc.returncode == 0, proc.stdout

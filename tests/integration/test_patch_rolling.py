@@ -102,13 +102,13 @@ def audit_actions(state_dir) -> list[tuple[str, str, str]]:
 
 
 def test_rollout_halts_at_the_threshold_keeps_failed_hosts_drained_and_resume_finishes(
-        cli, fleet, moto_server, tmp_path, state_dir):
+        cli, fleet, moto_account, tmp_path, state_dir):
     fleet.add(12)
     for host in fleet.hosts[:10]:
         host.set_pending(["libssl3", "openssl", "linux-image-amd64"], reboot=host.name != "h04")
     h = fleet.by_name
-    aws = aws_setup(moto_server, fleet)
-    env = write_config(tmp_path, moto_server, fleet, aws)
+    aws = aws_setup(moto_account, fleet)
+    env = write_config(tmp_path, moto_account, fleet, aws)
     ids = {host.instance_id: host.name for host in fleet.hosts}
     seen_at_reboot: dict[str, bool] = {}
     fleet.on_reboot = lambda host: seen_at_reboot.__setitem__(host.name, host.instance_id in registered(aws))
@@ -199,12 +199,12 @@ def test_rollout_halts_at_the_threshold_keeps_failed_hosts_drained_and_resume_fi
     assert registered(aws) == set(ids)
 
 
-def test_capacity_refusal_exits_2_and_production_needs_yes(cli, fleet, moto_server, tmp_path, state_dir):
+def test_capacity_refusal_exits_2_and_production_needs_yes(cli, fleet, moto_account, tmp_path, state_dir):
     fleet.add(10)
     for host in fleet.hosts:
         host.set_pending(["openssl"])
-    aws = aws_setup(moto_server, fleet)
-    env = write_config(tmp_path, moto_server, fleet, aws)
+    aws = aws_setup(moto_account, fleet)
+    env = write_config(tmp_path, moto_account, fleet, aws)
     everyone = {host.instance_id for host in fleet.hosts}
 
     plan = cli("patch.rolling", "--env", "prod", "--dry-run", "--batch", "3", env=env, timeout=60)
@@ -231,12 +231,12 @@ def test_capacity_refusal_exits_2_and_production_needs_yes(cli, fleet, moto_serv
     assert audit_actions(state_dir) == []
 
 
-def test_auto_scaling_standby_during_the_patch_and_in_service_after(cli, fleet, moto_server, tmp_path):
+def test_auto_scaling_standby_during_the_patch_and_in_service_after(cli, fleet, moto_account, tmp_path):
     fleet.add(3)
     for host in fleet.hosts:
         host.set_pending(["tzdata"])
-    aws = aws_setup(moto_server, fleet, asg=True)
-    env = write_config(tmp_path, moto_server, fleet, aws, lb="asg")
+    aws = aws_setup(moto_account, fleet, asg=True)
+    env = write_config(tmp_path, moto_account, fleet, aws, lb="asg")
 
     def lifecycle() -> dict[str, str]:
         found = aws["auto"].describe_auto_scaling_instances(InstanceIds=[h.instance_id for h in fleet.hosts])
@@ -258,7 +258,7 @@ def test_auto_scaling_standby_during_the_patch_and_in_service_after(cli, fleet, 
     assert all(h.reboots == 1 and h.pending() == [] for h in fleet.hosts)
 
 
-def test_the_default_pending_command_runs_real_apt_and_its_answer_drives_the_rollout(cli, fleet, moto_server,
+def test_the_default_pending_command_runs_real_apt_and_its_answer_drives_the_rollout(cli, fleet, moto_account,
                                                                                      tmp_path):
     """No patching.pending_command: the default one (real `apt-get update` and `apt-get -s
     dist-upgrade`, parsed by the code) runs on each host against its own apt sources and this
@@ -268,8 +268,8 @@ def test_the_default_pending_command_runs_real_apt_and_its_answer_drives_the_rol
     fleet.add(2)
     h01, h02 = fleet.hosts
     offered = h01.offer_updates(["gzip", "sed", "tar"])
-    aws = aws_setup(moto_server, fleet)
-    env = write_config(tmp_path, moto_server, fleet, aws, real_pending=True)
+    aws = aws_setup(moto_account, fleet)
+    env = write_config(tmp_path, moto_account, fleet, aws, real_pending=True)
 
     dry = cli("patch.rolling", "--env", "staging", "--dry-run", env=env, timeout=120, check_rc=0).stdout
     assert "2 hosts: 1 with updates, 1 up to date" in dry and "would change: patch the canary h01" in dry
@@ -313,7 +313,7 @@ def _host_state(tmp_path, name: str) -> dict:
     return {"run_id": state_file.stem, **json.loads(state_file.read_text())["hosts"][name]}
 
 
-def test_a_run_killed_while_a_host_upgrades_resumes_and_upgrades_it_once(cli, fleet, moto_server, tmp_path,
+def test_a_run_killed_while_a_host_upgrades_resumes_and_upgrades_it_once(cli, fleet, moto_account, tmp_path,
                                                                           state_dir):
     """SIGKILL while the canary's upgrade command runs (held there by the test): the state file
     says h01 is drained, not upgraded, and the journal that run_canary never finished. The
@@ -324,8 +324,8 @@ def test_a_run_killed_while_a_host_upgrades_resumes_and_upgrades_it_once(cli, fl
         host.set_pending(["openssl", "linux-image-amd64"])
     h01 = fleet.by_name("h01")
     h01.hold_upgrade()
-    aws = aws_setup(moto_server, fleet)
-    env = write_config(tmp_path, moto_server, fleet, aws)
+    aws = aws_setup(moto_account, fleet)
+    env = write_config(tmp_path, moto_account, fleet, aws)
     log = tmp_path / "upgrade-h01.log"
 
     with _spawn_rollout(tmp_path, env, "--json") as proc:
@@ -355,14 +355,14 @@ def test_a_run_killed_while_a_host_upgrades_resumes_and_upgrades_it_once(cli, fl
     assert registered(aws) == {h.instance_id for h in fleet.hosts}
 
 
-def test_a_run_killed_mid_host_resumes_from_that_hosts_last_transition(cli, fleet, moto_server, tmp_path):
+def test_a_run_killed_mid_host_resumes_from_that_hosts_last_transition(cli, fleet, moto_account, tmp_path):
     """SIGKILL while the canary reboots: the state file says 'upgraded'; the resumed run sees the
     host has booted (marker gone), does not upgrade or reboot it again, and finishes the rest."""
     fleet.add(3)
     for host in fleet.hosts:
         host.set_pending(["linux-image-amd64"])
-    aws = aws_setup(moto_server, fleet)
-    env = write_config(tmp_path, moto_server, fleet, aws)
+    aws = aws_setup(moto_account, fleet)
+    env = write_config(tmp_path, moto_account, fleet, aws)
     running = []  # the child, killed from the fleet's reboot hook the moment h01 reboots
     fleet.on_reboot = lambda host: running[0].send_signal(signal.SIGKILL) if host.name == "h01" else None
     with _spawn_rollout(tmp_path, env, "--json") as proc:
@@ -382,14 +382,14 @@ def test_a_run_killed_mid_host_resumes_from_that_hosts_last_transition(cli, flee
     assert all(h.pending() == [] and h.reboots == 1 for h in fleet.hosts)
 
 
-def test_a_stuck_rollout_can_be_abandoned_with_a_reason_then_new_runs_start(cli, fleet, moto_server, tmp_path,
+def test_a_stuck_rollout_can_be_abandoned_with_a_reason_then_new_runs_start(cli, fleet, moto_account, tmp_path,
                                                                              state_dir):
     fleet.add(3)
     for host in fleet.hosts:
         host.set_pending(["openssl"], reboot=False)
     h = fleet.by_name
-    aws = aws_setup(moto_server, fleet)
-    env = write_config(tmp_path, moto_server, fleet, aws)
+    aws = aws_setup(moto_account, fleet)
+    env = write_config(tmp_path, moto_account, fleet, aws)
     ids = {host.instance_id: host.name for host in fleet.hosts}
     h("h02").flag("fail-upgrade")  # say h02 is then decommissioned: its run can never be finished
     failed = json.loads(cli("patch.rolling", "--env", "staging", "--json", env=env, timeout=120).stdout)

@@ -128,22 +128,22 @@ def test_parallelism_is_the_flag_else_inventory_parallel_else_ten(tmp_path, monk
 
 
 @pytest.fixture
-def ec2_settings(tmp_path, monkeypatch, moto_server):
-    """An environment whose hosts come from EC2; the env name is unique because the moto
-    server is shared by the whole test session."""
+def ec2_settings(tmp_path, monkeypatch, moto_account):
+    """An environment whose hosts come from EC2, in this test's own moto account (nothing another
+    test tagged is seen); its name is unique, and so is the tag value the hosts carry."""
     env = f"ec2{uuid.uuid4().hex[:8]}"
-    for name, value in moto_server.environ.items():
+    for name, value in moto_account.environ.items():
         monkeypatch.setenv(name, value)
     write_config(tmp_path / "e.yaml", f"""
 environments:
   {env}:
     production: false
     backend: local
-    aws: {{region: {moto_server.region}, endpoint_url: "{moto_server.endpoint_url}"}}
+    aws: {{region: {moto_account.region}, endpoint_url: "{moto_account.endpoint_url}"}}
     ssh: {{user: ubuntu}}
     inventory: {{source: ec2}}
 """, monkeypatch)
-    ec2 = moto_server.client("ec2")
+    ec2 = moto_account.client("ec2")
     image = "ami-12345678"  # moto accepts any AMI id; describe_images would cost seconds
 
     def launch(role, *, env_tag=env, name=None, state="running"):
@@ -186,11 +186,11 @@ def test_ec2_unknown_role_lists_the_tagged_roles(ec2_settings):
         hosts_for(settings, role="db")
 
 
-def test_ec2_empty_environment_is_a_usage_error(tmp_path, monkeypatch, moto_server):
-    for name, value in moto_server.environ.items():
+def test_ec2_empty_environment_is_a_usage_error(tmp_path, monkeypatch, moto_account):
+    for name, value in moto_account.environ.items():
         monkeypatch.setenv(name, value)
     write_config(tmp_path / "x.yaml", "environments: {nobody: {production: false, backend: local, "
-                 f"aws: {{region: {moto_server.region}, endpoint_url: '{moto_server.endpoint_url}'}}, "
+                 f"aws: {{region: {moto_account.region}, endpoint_url: '{moto_account.endpoint_url}'}}, "
                  "inventory: {source: ec2}}}\n", monkeypatch)
     with pytest.raises(UsageError, match=r"no running EC2 instance is tagged aep:env=nobody"):
         hosts_for(config.load("nobody"))
