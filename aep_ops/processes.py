@@ -33,16 +33,32 @@ def with_argv(match: Callable[[list[bytes]], bool]) -> list[int]:
     return found
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name (state, ppid, pgrp, ...); None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()  # the name may hold spaces and ')'
+    except (OSError, IndexError):
+        return None
+
+
+def state(pid: int) -> str | None:
+    """The process's state letter (R, S, D, T, Z...); None once it is gone."""
+    fields = stat_fields(pid)
+    return fields[0] if fields else None
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, dead but not yet reaped, does not count)."""
+    return state(pid) not in (None, "Z")
+
+
 def in_group(pgid: int) -> list[int]:
     """PIDs of the live (not zombie) members of process group ``pgid``."""
     found = []
     for pid in _pids():
-        try:
-            with open(f"/proc/{pid}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()  # the name may hold spaces and ')'
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
+        fields = stat_fields(pid)
+        if fields and fields[0] != "Z" and int(fields[2]) == pgid:
             found.append(pid)
     return found
 

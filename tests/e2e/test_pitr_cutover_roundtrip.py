@@ -13,7 +13,7 @@ import psycopg
 
 from aep_ops import config
 from aep_ops.db import locations
-from tests.support.pitr_source import target_between, write_rows
+from tests.support.pitr_source import labels, target_between, write_rows
 
 
 def pgbackrest_info(state, config_name: str, stanza: str) -> list[dict]:
@@ -28,11 +28,6 @@ def audit_cutovers(state) -> list[tuple[str, str, str, str]]:
     lines = (state / "logs" / "audit.jsonl").read_text().splitlines()
     return [(r["action"], r["args"]["from"], r["args"]["to"], r["result"]) for r in map(json.loads, lines)
             if r["action"].startswith("pitr.cutover:")]
-
-
-def labels(dsn: str) -> set[str]:
-    with psycopg.connect(dsn) as conn:
-        return {r[0] for r in conn.execute("select label from drill_markers")}
 
 
 def test_restore_cutover_write_backup_drill_on_the_new_primary_then_cut_back(cli, source, local_env):

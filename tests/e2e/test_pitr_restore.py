@@ -12,18 +12,13 @@ import pytest
 
 from aep_ops import config
 from aep_ops.db import locations
-from tests.support.pitr_source import (earliest_target, server_now, target_between, wait_archived_now,
+from tests.support.pitr_source import (earliest_target, labels, server_now, target_between, wait_archived_now,
                                        wait_server_clock_past)
 from tests.support.processes import assert_killed_mid_step, pgrep
 from tests.support.restore_freeze import restore_held_mid_write, thaw
 
 MISTAKES = ("update drill_markers set label = 'early-2-edited' where label = 'early-2'",
             "delete from drill_markers where label = 'doomed'")
-
-
-def labels(dsn: str) -> set[str]:
-    with psycopg.connect(dsn) as conn:
-        return {r[0] for r in conn.execute("select label from drill_markers")}
 
 
 def test_restore_is_exact_and_idempotent(cli, source):

@@ -9,12 +9,10 @@ import socket
 from contextlib import contextmanager
 from typing import Iterator
 
-import psycopg
-
 from aep_ops import config, netports
 from aep_ops.db import locations
 from aep_ops.db.backends import local
-from tests.support.pitr_source import target_between
+from tests.support.pitr_source import labels, target_between
 from tests.support.restore_freeze import restore_held_mid_write, thaw
 
 
@@ -25,11 +23,6 @@ def listening(port: int) -> Iterator[socket.socket]:
         sock.bind(("127.0.0.1", port))
         sock.listen()
         yield sock
-
-
-def labels(dsn: str) -> set[str]:
-    with psycopg.connect(dsn) as conn:
-        return {r[0] for r in conn.execute("select label from drill_markers")}
 
 
 def test_a_port_taken_during_the_restore_moves_the_copy_to_another(cli, source, local_env):

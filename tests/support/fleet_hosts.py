@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import pytest
 
+from aep_ops import processes
 from tests.conftest import write_config
 
 ENV_TEMPLATE = """
@@ -129,13 +130,7 @@ class HeldCommand:
     def running(self) -> bool:
         """The command has started and is still blocked on the fifo (alive, not a zombie)."""
         pid = self.pid
-        if pid is None:
-            return False
-        try:
-            with open(f"/proc/{pid}/stat") as handle:
-                return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-        except FileNotFoundError:
-            return False
+        return pid is not None and processes.alive(pid)
 
     def release(self) -> bool:
         """Let it finish; False when nothing is waiting on the fifo (it ended, or never started)."""

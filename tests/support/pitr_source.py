@@ -17,6 +17,12 @@ from aep_ops.pg import facts
 from aep_ops.pg.target import STOP_RESOLUTION
 
 
+def labels(dsn: str) -> set[str]:
+    """The marker labels a database holds (what a restore kept)."""
+    with psycopg.connect(dsn) as conn:
+        return {r[0] for r in conn.execute("select label from drill_markers")}
+
+
 def write_rows(db, labels):
     """One committed transaction per label, in order (their commit timestamps increase)."""
     with psycopg.connect(db.dsn(), autocommit=True) as conn:

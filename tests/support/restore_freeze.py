@@ -13,25 +13,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
+from aep_ops import processes
 from aep_ops.processes import signal_each
 from tests.conftest import BIN, REPO
-from tests.support.processes import pgrep, pids, spawned, wait_applying, wait_for_process
+from tests.support.processes import pids, spawned, wait_applying, wait_for_process
 
 
 def freeze_pgbackrest(pattern: str, timeout: float = 10) -> list[int]:
     """SIGSTOP every process matching ``pattern`` and wait until pgBackRest itself shows as stopped
     (state T in /proc): stopped, it cannot finish, so it is provably mid-restore at the kill."""
-    pids = [int(p) for p in pgrep(pattern).split()]
-    signal_each(pids, signal.SIGSTOP)
+    targets = sorted(pids(pattern))
+    signal_each(targets, signal.SIGSTOP)
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            states = {pid: (Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0],
-                            Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) for pid in pids}
-        except (FileNotFoundError, ProcessLookupError):
-            raise AssertionError("pgBackRest restore finished before it could be frozen") from None
-        if any(argv0.endswith(b"pgbackrest") and state == "T" for argv0, state in states.values()):
-            return pids
+        states = {pid: (_program(pid), processes.state(pid)) for pid in targets}
+        if None in (state for _, state in states.values()):
+            raise AssertionError("pgBackRest restore finished before it could be frozen")
+        if any(program == b"pgbackrest" and state == "T" for program, state in states.values()):
+            return targets
         if time.monotonic() > deadline:
             raise AssertionError(f"pgBackRest never showed as stopped after SIGSTOP: {states}")
         time.sleep(0.01)
@@ -46,21 +45,13 @@ def wait_files_written(datadir: Path, proc, timeout: float = 60) -> None:
         time.sleep(0.01)
 
 
-def thaw(pids: list[int], timeout: float = 10) -> None:
+def thaw(frozen: list[int], timeout: float = 10) -> None:
     """SIGCONT what ``freeze_pgbackrest`` stopped, pgBackRest before the runuser above it, until
     none is stopped. runuser (util-linux su) stops itself when it sees its child stopped and
     continues the child only once continued itself: continued first, it saw pgBackRest still
     stopped, stopped again for good, and the restore hung at 100% (pgBackRest a zombie under it)."""
     def stopped() -> list[tuple[bool, int]]:
-        found = []
-        for pid in pids:
-            try:
-                argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                continue
-            if state in ("T", "t"):
-                found.append((argv0.endswith(b"runuser"), pid))
+        found = [(_program(pid) == b"runuser", pid) for pid in frozen if processes.state(pid) in ("T", "t")]
         return sorted(found)  # pgBackRest (False) first
 
     deadline = time.monotonic() + timeout
@@ -71,6 +62,14 @@ def thaw(pids: list[int], timeout: float = 10) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"processes {left} stay stopped after SIGCONT")
         time.sleep(0.02)
+
+
+def _program(pid: int) -> bytes | None:
+    """The base name of the process's program (argv[0]); None once it is gone."""
+    try:
+        return os.path.basename(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0])
+    except OSError:
+        return None
 
 
 @dataclass

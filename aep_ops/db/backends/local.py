@@ -339,8 +339,9 @@ def _start_copy(settings: Any, db: locations.LocalDb, copy: locations.RestoredCo
     """Start the copy's server (not waiting for recovery: wait_for_promotion does) and return its port.
     The port was chosen before the restore, which can take an hour: if something took it since,
     the copy moves to another one (recorded in restore.json) instead of failing the restore."""
-    for attempt in range(attempts):
-        if not netports.free_on_loopback(cluster.port) or attempt:
+    attempt = 1
+    while True:
+        if attempt > 1 or not netports.free_on_loopback(cluster.port):
             taken = cluster.port
             cluster.port = netports.server_port(_ports_in_use(settings, db) | {taken})
             cluster.configure(cluster.current_settings())  # the managed port is the new one
@@ -353,7 +354,7 @@ def _start_copy(settings: Any, db: locations.LocalDb, copy: locations.RestoredCo
             cluster.start(timeout=timeout, wait=False)  # pg_ctl -w would poll at 100 ms: RTO is measured
             return cluster.port
         except StepFailed as exc:
-            if not netports.port_taken(str(exc)) or attempt == attempts - 1:
+            if not netports.port_taken(str(exc)) or attempt == attempts:
                 raise
-    raise AssertionError("unreachable")
+        attempt += 1
 
