@@ -249,6 +249,16 @@ ENVIRONMENT = Section({
     "endpoints": MapOf(Field(str), "name -> URL or host:port that `doctor` checks is reachable"),
 })
 
+
+def _add_area_fields() -> None:
+    """Areas whose configuration lives in their own schema module (kept small)."""
+    from aep_ops.config.schema_certs import ENVIRONMENT_FIELDS
+
+    ENVIRONMENT.fields.update(ENVIRONMENT_FIELDS)
+
+
+_add_area_fields()
+
 SCHEMA = Section({
     "state_dir": _path("journal, logs, locks, reports (default /var/lib/aep-ops as root)"),
     "default_env": Field(str, "environment used when --env is not given"),

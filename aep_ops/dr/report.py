@@ -7,14 +7,13 @@ textfile collector (or any scraper) can alert on a failed or missed drill:
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from aep_ops.atomicfile import replace_file
 from aep_ops.redact import redact, redact_obj
 from aep_ops.textfmt import duration, table_cell
 
@@ -227,34 +226,3 @@ def _read_metrics(path: Path, env: str) -> dict[str, float]:
 
 def _atomic(path: Path, text: str) -> None:
     replace_file(path, text.encode())
-
-
-def replace_file(path: Path, data: bytes) -> bool:
-    """tmp + fsync + rename in the same directory, then fsync the directory: a reader (the
-    textfile collector, a browser on the chart) sees the old file or the new one, never a partial
-    one, even after a crash; identical bytes leave the file and its mtime alone. True when replaced."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        if path.read_bytes() == data:
-            return False
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return True
-

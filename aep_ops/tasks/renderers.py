@@ -66,4 +66,10 @@ def render_drill(result: Any, settings: Any) -> None:
         print(f"  remove it with: {kept['discard_command']}", file=out)
 
 
-RENDERERS = {"doctor": render_doctor, "dr.drill": render_drill}
+def render_certs_check(result: Any, settings: Any) -> None:
+    from aep_ops.certs.render import render_check
+
+    render_check(result, settings)
+
+
+RENDERERS = {"doctor": render_doctor, "dr.drill": render_drill, "certs.check": render_certs_check}

@@ -1,0 +1,164 @@
+"""Real nginx serving TLS on loopback for certificate tests: one ``server`` per site, each on its
+own port, with its own certificate, protocols and ciphers (a site that accepts TLS 1.0 needs
+``DEFAULT@SECLEVEL=0``: OpenSSL 3 refuses 1.0 and 1024-bit keys at its default level).
+
+nginx runs unprivileged under its own prefix (``nginx -p DIR -c DIR/nginx.conf``), in the
+foreground as a child of the test; ``reload()`` sends SIGHUP after ``nginx -t``. Missing nginx
+is an error naming the package, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aep_ops.testing.ports import free_port
+
+MODERN = "TLSv1.2 TLSv1.3"
+
+
+@dataclass
+class Site:
+    """One TLS server block. ``port`` 0: one from the test allocator at start."""
+
+    name: str
+    cert: Path
+    key: Path
+    protocols: str = MODERN
+    ciphers: str | None = None
+    webroot: Path | None = None
+    port: int = 0
+    address: str = "127.0.0.1"
+
+
+@dataclass
+class Nginx:
+    base: Path
+    sites: dict[str, Site] = field(default_factory=dict)
+    _process: Any = field(default=None, repr=False)
+
+    @property
+    def conf(self) -> Path:
+        return self.base / "nginx.conf"
+
+    def port(self, name: str) -> int:
+        return self.sites[name].port
+
+    def error_log(self) -> str:
+        path = self.base / "error.log"
+        return path.read_text() if path.exists() else ""
+
+    def argv(self) -> list[str]:
+        return [_nginx_bin(), "-p", str(self.base), "-c", str(self.conf), "-e", str(self.base / "error.log")]
+
+    def write_conf(self) -> None:
+        user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""
+        blocks = "".join(_server_block(s) for s in self.sites.values())
+        self.conf.write_text(
+            f"daemon off;\nmaster_process on;\nworker_processes 1;\n{user}pid {self.base}/nginx.pid;\n"
+            f"error_log {self.base}/error.log notice;\nevents {{ worker_connections 512; }}\n"
+            f"http {{\n    access_log off;\n    client_body_temp_path {self.base}/tmp/body;\n"
+            f"    proxy_temp_path {self.base}/tmp/proxy;\n    fastcgi_temp_path {self.base}/tmp/fastcgi;\n"
+            f"    uwsgi_temp_path {self.base}/tmp/uwsgi;\n    scgi_temp_path {self.base}/tmp/scgi;\n{blocks}}}\n")
+
+    def test_conf(self) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.argv(), "-t"], capture_output=True, text=True, timeout=30)
+
+    def start(self, timeout: float = 10) -> "Nginx":
+        for site in self.sites.values():
+            site.port = site.port or free_port()
+        self.write_conf()
+        check = self.test_conf()
+        if check.returncode != 0:
+            raise RuntimeError(f"nginx -t failed for {self.conf}: {check.stderr.strip()}")
+        with open(self.base / "stderr.log", "wb") as stderr:  # a file: nobody reads a pipe until exit
+            self._process = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            self._wait_listening(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def reload(self) -> None:
+        """SIGHUP after ``nginx -t``; returns once the master has re-read its configuration."""
+        check = self.test_conf()
+        if check.returncode != 0:
+            raise RuntimeError(f"nginx -t failed: {check.stderr.strip()}")
+        marker = len(self.error_log())
+        self._process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "start worker process" not in self.error_log()[marker:]:  # new workers, new configuration
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nginx did not reload: {self.error_log()[marker:]}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+    def _wait_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(self.sites.values())
+        while pending:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"nginx exited with {self._process.returncode}: {self.error_log().strip()}")
+            site = pending[0]
+            try:
+                socket.create_connection((site.address, site.port), timeout=1).close()
+                pending.pop(0)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"nginx did not listen on {site.address}:{site.port} within {timeout:g}s:"
+                                       f" {self.error_log().strip()}") from None
+                time.sleep(0.02)
+
+
+def start_nginx(sites: list[Site]) -> Nginx:
+    """nginx under a new prefix in /tmp serving ``sites`` (ports filled in when 0)."""
+    _nginx_bin()
+    base = Path(tempfile.mkdtemp(prefix="aep-nginx-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    (base / "tmp").mkdir()
+    server = Nginx(base, {s.name: s for s in sites})
+    try:
+        return server.start()
+    except BaseException:
+        shutil.rmtree(base, ignore_errors=True)
+        raise
+
+
+def stop_nginx(server: Nginx) -> None:
+    server.stop()
+    shutil.rmtree(server.base, ignore_errors=True)
+
+
+def _server_block(site: Site) -> str:
+    ciphers = f"        ssl_ciphers {site.ciphers};\n" if site.ciphers else ""
+    webroot = (f"        location /.well-known/acme-challenge/ {{ root {site.webroot}; }}\n"
+               if site.webroot else "")
+    return (f"    server {{\n        listen {site.address}:{site.port} ssl;\n        server_name _;\n"
+            f"        ssl_certificate {site.cert};\n        ssl_certificate_key {site.key};\n"
+            f"        ssl_protocols {site.protocols};\n{ciphers}{webroot}"
+            f"        location / {{ return 200 \"{site.name}\\n\"; }}\n    }}\n")
+
+
+def _nginx_bin() -> str:
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+    if found is None:
+        raise RuntimeError("nginx is not installed: apt-get install nginx-light (or `make test`)")
+    return found
