@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 
 def signal_each(pids: Iterable[int], signum: int) -> None:
@@ -88,3 +88,16 @@ def _pids() -> Iterable[int]:
     for entry in os.scandir("/proc"):
         if entry.name.isdigit() and int(entry.name) != me:
             yield int(entry.name)
+
+
+def stop_child(process: Any, grace: float = 10.0) -> None:
+    """SIGTERM a ``subprocess.Popen`` child, wait ``grace`` seconds, then SIGKILL and reap it:
+    how the test services (nginx, pebble) are stopped."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=grace)

@@ -15,6 +15,7 @@ from functools import lru_cache
 from datetime import datetime
 from typing import Any
 
+from aep_ops.certs.keys import key_kind
 from aep_ops.certs.probe import ACCEPTED, REFUSED, Probe
 
 CRITICAL, WARNING, OK = "critical", "warning", "ok"
@@ -47,7 +48,7 @@ def _facts(der: bytes) -> dict[str, Any]:
     except x509.ExtensionNotFound:
         dns, ips = [], []
     common = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    key_type, key_bits = key_description(cert.public_key())
+    key_type, key_bits = key_kind(cert.public_key())
     return {
         "subject": cert.subject.rfc4514_string(), "common_name": str(common[0].value) if common else None,
         "dns_names": list(dns), "ip_addresses": ips, "issuer": cert.issuer.rfc4514_string(),
@@ -55,24 +56,6 @@ def _facts(der: bytes) -> dict[str, Any]:
         "not_after": cert.not_valid_after_utc.isoformat(), "key_type": key_type, "key_bits": key_bits,
         "self_signed": cert.issuer == cert.subject,
     }
-
-
-def key_description(public_key: Any) -> tuple[str, int]:
-    """("RSA", 2048), ("ECDSA P-256", 256), ("Ed25519", 256)..."""
-    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return "RSA", public_key.key_size
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        curves = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-        return f"ECDSA {curves.get(public_key.curve.name, public_key.curve.name)}", public_key.key_size
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        return "Ed25519", 256
-    if isinstance(public_key, ed448.Ed448PublicKey):
-        return "Ed448", 456
-    if isinstance(public_key, dsa.DSAPublicKey):
-        return "DSA", public_key.key_size
-    return type(public_key).__name__, 0
 
 
 def name_covered(name: str, dns_names: list[str], ip_addresses: list[str]) -> bool:

@@ -5,9 +5,9 @@ Kept apart from schema.py so each stays small; the names and defaults the code r
 
 from __future__ import annotations
 
+from aep_ops.certs.keys import KEY_TYPES
 from aep_ops.config.schema import DAY, Field, ListOf, Section
 
-KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-3072")
 VALIDATIONS = ("http-01", "dns-01")
 
 NGINX_TARGET = Section({

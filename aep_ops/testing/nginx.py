@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aep_ops.processes import stop_child
 from aep_ops.testing.ports import free_port
 
 MODERN = "TLSv1.2 TLSv1.3"
@@ -104,12 +105,7 @@ class Nginx:
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_child(process)
 
     def _wait_listening(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

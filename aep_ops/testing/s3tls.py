@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from aep_ops.processes import stop_child
 from aep_ops.testing.ports import free_port
 
 NGINX_CONF = """\
@@ -140,12 +141,7 @@ def start_s3_tls_proxy(upstream: str, *, host: str = "127.0.0.1", timeout: float
 def stop_s3_tls_proxy(proxy: S3TlsProxy) -> None:
     process = proxy._process
     if process is not None:
-        process.terminate()  # SIGTERM: nginx's fast shutdown
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_child(process)  # SIGTERM: nginx's fast shutdown
         proxy._process = None
     shutil.rmtree(proxy.base, ignore_errors=True)
 
