@@ -52,7 +52,7 @@ def _describe(settings: Any, arn: str, region: str | None) -> dict[str, Any]:
     not_after = found.get("NotAfter")
     return {"acm_status": found.get("Status"), "type": found.get("Type"), "domain": found.get("DomainName"),
             "dns_names": found.get("SubjectAlternativeNames") or [], "key_algorithm": found.get("KeyAlgorithm"),
-            "serial": (found.get("Serial") or "").replace(":", "").lower() or None,
+            "serial": normalize_serial(found.get("Serial")),
             "not_after": not_after.isoformat() if not_after else None, "in_use_by": found.get("InUseBy") or []}
 
 
@@ -77,3 +77,17 @@ def _problems(row: dict[str, Any], thresholds: Thresholds, now: datetime) -> lis
         problems.append({"code": "acm_unused", "severity": WARNING,
                          "message": "in use by nothing (no listener or distribution serves it)"})
     return problems
+
+
+def normalize_serial(serial: str | None) -> str | None:
+    """Lowercase hex without colons or leading zeros, as the store keeps it. ACM writes
+    ``0a:1b:...`` (hex bytes); moto writes the serial in decimal (digits, no colons)."""
+    text = (serial or "").strip().lower()
+    if not text:
+        return None
+    try:
+        if ":" in text or any(c in "abcdef" for c in text):
+            return format(int(text.replace(":", ""), 16), "x")
+        return format(int(text), "x")
+    except ValueError:
+        return text

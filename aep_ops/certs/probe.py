@@ -190,3 +190,13 @@ def describe_error(exc: BaseException, endpoint: Endpoint, timeout: float) -> st
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake failed: {exc.reason or exc}"
     return str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
+
+
+def served_serial(endpoint: Endpoint, timeout: float) -> str:
+    """The serial (lowercase hex) of the certificate ``endpoint`` serves now, over a fresh
+    connection and without verifying: a deploy asks "which one", not "is it trusted"."""
+    from cryptography import x509
+
+    with _connected(endpoint, _unverified_context(), time.monotonic() + timeout) as tls:
+        der = tls.getpeercert(binary_form=True)
+    return format(x509.load_der_x509_certificate(der).serial_number, "x")

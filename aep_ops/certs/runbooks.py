@@ -1,15 +1,22 @@
-"""``certs.check``: every TLS endpoint and ACM certificate of an environment, or ad-hoc endpoints.
+"""The certificate runbooks.
 
-Read-only: it takes no lock and changes nothing but its own metrics file. Each endpoint is
-looked at over fresh connections (aep_ops.certs.probe) and assessed (aep_ops.certs.findings);
-any critical finding ends the run with exit 5. Heavy imports stay inside functions: the CLI
-imports this module to list tasks.
+- ``certs.check``: every TLS endpoint and ACM certificate of an environment, or ad-hoc
+  endpoints. Read-only: no lock, nothing changed but its own metrics file; each endpoint is looked
+  at over fresh connections (aep_ops.certs.probe) and assessed (aep_ops.certs.findings); any
+  critical finding ends the run with exit 5.
+- ``certs.renew``: the due ones through ACME, stored as new versions, then deployed
+  (aep_ops.certs.steps_renew, then the deploy steps).
+- ``certs.deploy``: the current versions onto nginx hosts and ACM (aep_ops.certs.steps_deploy).
+
+Heavy imports stay inside functions: the CLI imports this module to list tasks.
 """
 
 from __future__ import annotations
 
 import time
 
+from aep_ops.certs.steps_deploy import EnsureAcmDeployed, EnsureNginxDeployed
+from aep_ops.certs.steps_renew import EnsureIssued, RenewalDue
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
@@ -117,3 +124,32 @@ def check(ctx: RunContext, *, endpoints: str | None = None, ca_file: str | None 
     ctx.params["trust_file"] = trust_file
     thresholds(ctx.settings)
     certificates(ctx.settings)
+
+
+@runbook("certs.renew", steps=[RenewalDue, EnsureIssued, EnsureNginxDeployed, EnsureAcmDeployed],
+         summary="Renew the certificates that are due through ACME, store them versioned, deploy them",
+         help={"name": "only this certificate (default: every one of the environment)",
+               "force": "renew even when not due", "dry_run": "order from acme.staging_directory, store nothing"})
+def renew(ctx: RunContext, *, name: str | None = None, force: bool = False) -> None:
+    """Which certificates, and a CA configuration that may be used, before anything is asked of it."""
+    from aep_ops.certs.renewal import acme_settings, selected
+
+    ctx.params["certificates"] = selected(ctx.settings, name)
+    if ctx.params["certificates"]:
+        acme_settings(ctx.settings, staging=ctx.dry_run)
+
+
+@runbook("certs.deploy", steps=[EnsureNginxDeployed, EnsureAcmDeployed],
+         summary="Deploy the current certificate versions to nginx hosts (rolling, verified, rolled back on"
+                 " failure) and ACM",
+         help={"name": "only this certificate (default: every one of the environment)"})
+def deploy(ctx: RunContext, *, name: str | None = None) -> None:
+    """A named certificate must have a stored version: there is nothing to deploy before certs.renew."""
+    from aep_ops.certs import store
+    from aep_ops.certs.renewal import selected
+    from aep_ops.errors import UsageError
+
+    ctx.params["certificates"] = selected(ctx.settings, name)
+    if name is not None and store.current(ctx.settings, name.strip()) is None:
+        raise UsageError(f"certificate {name.strip()} has no issued version yet: run certs.renew --name"
+                         f" {name.strip()} --env {ctx.env_name} first")

@@ -13,9 +13,14 @@ VALIDATIONS = ("http-01", "dns-01")
 NGINX_TARGET = Section({
     "role": Field(str, "host role whose nginx serves this certificate (every host is checked and deployed)"),
     "port": Field(int, "TLS port nginx listens on (default 443)", minimum=1, maximum=65535),
-    "cert_path": Field("remote_path", "full chain file on the hosts (default /etc/nginx/tls/NAME.fullchain.pem)"),
+    "cert_path": Field("remote_path", "full chain file on the hosts (default /etc/nginx/tls/NAME.fullchain.pem);"
+                                      " {host} in this and the keys below is the host's name"),
     "key_path": Field("remote_path", "private key file on the hosts (default /etc/nginx/tls/NAME.key.pem)"),
     "webroot": Field("remote_path", "http-01: directory nginx serves /.well-known/acme-challenge/ from"),
+    "test_command": ListOf(Field(str), "argv that checks nginx's configuration (default nginx -t)"),
+    "reload_command": ListOf(Field(str), "argv that reloads nginx (default nginx -s reload)"),
+    "verify_timeout": Field(int, "seconds a host has to serve the new certificate after the reload (default 30)",
+                            minimum=1, maximum=3600),
 })
 
 ACM_TARGET = Section({
@@ -43,6 +48,7 @@ ACME = Section({
     "account_key": Field("secret", "the ACME account key (file: stored 0600, or aws-sm:)"),
     "contact": Field(str, "e-mail address for the CA's expiry notices"),
     "ca_bundle": Field("path", "CA certificates that verify the directory's TLS (a private or test CA)"),
+    "timeout": Field(int, "seconds one issuance may take (default 120)", minimum=10, maximum=3600),
 })
 
 CERTS = Section({
@@ -53,6 +59,8 @@ CERTS = Section({
     "timeout": Field(int, "seconds allowed for one endpoint's handshakes (default 10)", minimum=1, maximum=DAY),
     "ca_file": Field("path", "trust store the chains are verified against (default: the system's)"),
     "metrics_file": Field("path", "Prometheus file (default STATE_DIR/metrics/aep_ops_certs_ENV.prom)"),
+    "random_delay": Field(int, "certs.renew off a terminal waits up to this many seconds before renewing"
+                               " (spreads the CA's load; default 300)", minimum=0, maximum=DAY),
 })
 
 ENVIRONMENT_FIELDS = {

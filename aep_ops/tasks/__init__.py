@@ -19,6 +19,7 @@ AREA_TASK_MODULES: dict[str, str] = {
     "backup": "aep_ops.tasks.backup",
     "patch": "aep_ops.tasks.patch",
     "fleet": "aep_ops.tasks.fleet",
+    "certs": "aep_ops.tasks.certs",
 }
 
 

@@ -38,6 +38,7 @@ class Site:
     webroot: Path | None = None
     port: int = 0
     address: str = "127.0.0.1"
+    tls: bool = True  # False: plain HTTP (an http-01 front serving ``webroot``)
 
 
 @dataclass
@@ -124,10 +125,13 @@ class Nginx:
                 time.sleep(0.02)
 
 
-def start_nginx(sites: list[Site]) -> Nginx:
-    """nginx under a new prefix in /tmp serving ``sites`` (ports filled in when 0)."""
+def start_nginx(sites: list[Site], base: Path | None = None) -> Nginx:
+    """nginx under the prefix ``base`` (default: a new directory in /tmp) serving ``sites`` (ports
+    filled in when 0); its configuration is ``base/nginx.conf``, its pid file ``base/nginx.pid``."""
     _nginx_bin()
-    base = Path(tempfile.mkdtemp(prefix="aep-nginx-", dir="/tmp"))
+    if base is None:
+        base = Path(tempfile.mkdtemp(prefix="aep-nginx-", dir="/tmp"))
+    base.mkdir(parents=True, exist_ok=True)
     os.chmod(base, 0o755)
     (base / "tmp").mkdir()
     server = Nginx(base, {s.name: s for s in sites})
@@ -144,6 +148,9 @@ def stop_nginx(server: Nginx) -> None:
 
 
 def _server_block(site: Site) -> str:
+    if not site.tls:
+        return (f"    server {{\n        listen {site.address}:{site.port};\n        server_name _;\n"
+                f"        location /.well-known/acme-challenge/ {{ root {site.webroot}; }}\n    }}\n")
     ciphers = f"        ssl_ciphers {site.ciphers};\n" if site.ciphers else ""
     webroot = (f"        location /.well-known/acme-challenge/ {{ root {site.webroot}; }}\n"
                if site.webroot else "")

@@ -7,6 +7,8 @@ answers every A query with 127.0.0.1 (no AAAA), so pebble's http-01 validation c
 challtestsrv's management API (``set_txt``/``clear_txt``). Defaults make runs deterministic:
 PEBBLE_VA_NOSLEEP=1, PEBBLE_WFE_NONCEREJECT=0 (pebble rejects 5 % of nonces otherwise; a test
 that wants rejections asks for them) and PEBBLE_AUTHZREUSE=0 (every order gets fresh challenges).
+``start_pebble(dns_server="HOST:PORT")`` makes pebble resolve through another DNS server instead
+(no challtestsrv then), e.g. ``route53dns.Route53DnsServer`` serving a moto hosted zone.
 Every port comes from ``aep_ops.testing.ports.free_port``; readiness is a condition (the directory
 answers over TLS, challtestsrv answers HTTP and DNS), never a sleep. Missing binaries are an
 error naming the package, never a skip.
@@ -43,14 +45,15 @@ HOST = "127.0.0.1"
 
 @dataclass
 class Pebble:
-    """A running pebble and its challtestsrv; ``ca_file`` verifies both pebble ports."""
+    """A running pebble and its challtestsrv; ``ca_file`` verifies both pebble ports.
+    ``challtestsrv_port`` is None when pebble resolves through an external ``dns_port``."""
 
     base: Path
     acme_port: int
     management_port: int
     http_port: int
     dns_port: int
-    challtestsrv_port: int
+    challtestsrv_port: int | None
     ca_file: str
     _processes: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
 
@@ -83,6 +86,9 @@ class Pebble:
                          for name in self._processes if (self.base / f"{name}.log").exists())
 
     def _challtestsrv(self, path: str, body: dict) -> None:
+        if self.challtestsrv_port is None:
+            raise RuntimeError(f"this pebble resolves through an external DNS server (port {self.dns_port}),"
+                               " not challtestsrv: set records in that server's source")
         conn = http.client.HTTPConnection(HOST, self.challtestsrv_port, timeout=10)
         try:
             conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
@@ -95,28 +101,33 @@ class Pebble:
 
 
 def start_pebble(nonce_reject: int = 0, validity_seconds: int | None = None, *, authz_reuse: int = 0,
-                 timeout: float = 30) -> Pebble:
-    """Start challtestsrv, then pebble using it as DNS; return once both answer."""
-    binaries = {name: shutil.which(name) for name in ("pebble", "pebble-challtestsrv")}
+                 timeout: float = 30, dns_server: str | None = None) -> Pebble:
+    """Start challtestsrv, then pebble using it as DNS; return once both answer. With
+    ``dns_server`` ("127.0.0.1:PORT", already answering), pebble resolves through it instead."""
+    needed = ("pebble",) if dns_server else ("pebble", "pebble-challtestsrv")
+    binaries = {name: shutil.which(name) for name in needed}
     missing = [name for name, path in binaries.items() if path is None]
     if missing:
         raise RuntimeError(f"{', '.join(missing)} not installed: apt-get install pebble (or `make test`)")
     base = Path(tempfile.mkdtemp(prefix="aep-pebble-", dir="/tmp"))
     ca_file = make_tls_files(base)
+    dns_host, dns_port = dns_server.rsplit(":", 1) if dns_server else (HOST, str(free_port()))
     server = Pebble(base=base, acme_port=free_port(), management_port=free_port(), http_port=free_port(),
-                    dns_port=free_port(), challtestsrv_port=free_port(), ca_file=str(ca_file))
+                    dns_port=int(dns_port), challtestsrv_port=None if dns_server else free_port(),
+                    ca_file=str(ca_file))
     config = base / "pebble-config.json"
     config.write_text(json.dumps(_pebble_config(server, free_port(), validity_seconds), indent=2))
     try:
-        _spawn(server, "challtestsrv", [
-            binaries["pebble-challtestsrv"], "-defaultIPv4", HOST, "-defaultIPv6", "",
-            "-dns01", f"{HOST}:{server.dns_port}", "-management", f"{HOST}:{server.challtestsrv_port}",
-            "-http01", "", "-https01", "", "-tlsalpn01", ""], {})
-        _wait_for(server, "challtestsrv", lambda: _challtestsrv_answers(server), timeout)
+        if not dns_server:
+            _spawn(server, "challtestsrv", [
+                binaries["pebble-challtestsrv"], "-defaultIPv4", HOST, "-defaultIPv6", "",
+                "-dns01", f"{HOST}:{server.dns_port}", "-management", f"{HOST}:{server.challtestsrv_port}",
+                "-http01", "", "-https01", "", "-tlsalpn01", ""], {})
+            _wait_for(server, "challtestsrv", lambda: _challtestsrv_answers(server), timeout)
         env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(nonce_reject),
                "PEBBLE_AUTHZREUSE": str(authz_reuse)}
         _spawn(server, "pebble", [binaries["pebble"], "-config", str(config),
-                                  "-dnsserver", f"{HOST}:{server.dns_port}"], env)
+                                  "-dnsserver", f"{dns_host}:{server.dns_port}"], env)
         _wait_for(server, "pebble", lambda: _pebble_answers(server), timeout)
     except BaseException:
         stop_pebble(server)
