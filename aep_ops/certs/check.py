@@ -27,7 +27,8 @@ def trust_for(ca_file: str | None) -> tuple[ssl.SSLContext, str]:
     if ca_file is None:
         return trust_context(None), SYSTEM_TRUST
     if not os.path.isfile(ca_file):
-        raise UsageError(f"--ca-file {ca_file}: no such file; give a PEM file of the CA certificates to trust")
+        what = "is a directory" if os.path.isdir(ca_file) else "no such file"
+        raise UsageError(f"--ca-file {ca_file}: {what}; give a PEM file of the CA certificates to trust")
     try:
         return trust_context(ca_file), ca_file
     except (ssl.SSLError, OSError, ValueError) as exc:

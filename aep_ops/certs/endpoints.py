@@ -15,7 +15,7 @@ from aep_ops.errors import UsageError
 
 DEFAULT_PORT = 443
 ENDPOINTS_BLANK = "give HOST[:PORT][@SNI],... (e.g. api.example.org, 10.0.1.5:8443@api.example.org)"
-_DNS_NAME = re.compile(r"(?=.{1,253}$)(\*\.)?([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*"
+DNS_NAME = re.compile(r"(?=.{1,253}$)(\*\.)?([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*"
                        r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?")
 _SPEC = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:@\[\]]+))(?::(?P<port>\d{1,5}))?(?:@(?P<sni>.+))?")
 
@@ -53,13 +53,13 @@ def parse_endpoint(spec: str, *, flag: str = "--endpoints", default_sni: str | N
     address = match["v6"] or match["host"]
     if match["v6"]:
         _check_ip(match["v6"], what)
-    elif not _is_ip(address) and not _DNS_NAME.fullmatch(address) or address.startswith("*"):
+    elif not _is_ip(address) and not DNS_NAME.fullmatch(address) or address.startswith("*"):
         raise UsageError(f"{what}: {address!r} is not a host name or an IP address")
     port = int(match["port"]) if match["port"] else DEFAULT_PORT
     if not 0 < port < 65536:
         raise UsageError(f"{what}: port {port} is out of range (1-65535)")
     sni = match["sni"]
-    if sni is not None and (not _DNS_NAME.fullmatch(sni) or sni.startswith("*") or _is_ip(sni)):
+    if sni is not None and (not DNS_NAME.fullmatch(sni) or sni.startswith("*") or _is_ip(sni)):
         raise UsageError(f"{what}: SNI {sni!r} is not a DNS name (SNI carries names, never addresses or wildcards)")
     if sni is None:
         sni = default_sni if default_sni else (None if _is_ip(address) else address)

@@ -37,6 +37,27 @@ def selected(settings: Any, name: str | None) -> list[dict[str, Any]]:
     return chosen
 
 
+def check_renewable(settings: Any, cert: dict[str, Any]) -> None:
+    """What an order needs, checked before the CA or any host is asked: names that can be on a
+    certificate, and what the validation method needs."""
+    from aep_ops.certs.endpoints import DNS_NAME
+
+    where = f"environments.{settings.env_name}.certificates[{cert['name']}]"
+    domains = cert.get("domains") or []
+    if not domains:
+        raise ConfigError(f"{where}.domains is empty: list the DNS names the certificate is for")
+    bad = [d for d in domains if not isinstance(d, str) or not DNS_NAME.fullmatch(d) or "*" in d[1:]]
+    if bad:
+        raise ConfigError(f"{where}.domains: {bad[0]!r} is not a DNS name (a wildcard only as '*.' at the start)")
+    if (cert.get("validation") or "http-01") == "dns-01":
+        if not cert.get("route53_zone_id"):
+            raise ConfigError(f"{where}: dns-01 needs route53_zone_id")
+    elif not ((cert.get("nginx") or {}).get("role") and (cert.get("nginx") or {}).get("webroot")):
+        raise ConfigError(f"{where}: http-01 needs nginx.role and nginx.webroot (or validation: dns-01)")
+    elif any(d.startswith("*.") for d in domains):
+        raise ConfigError(f"{where}: a wildcard name needs validation: dns-01 (CAs refuse http-01 for wildcards)")
+
+
 def acme_settings(settings: Any, *, staging: bool) -> dict[str, Any]:
     """The directory to use (``staging_directory`` for a dry run) and how to reach it."""
     from aep_ops.certs.acme_issue import is_staging_directory
@@ -103,20 +124,14 @@ def decide(settings: Any, cert: dict[str, Any], *, now: dt.datetime, force: bool
 
 def challenge_for(settings: Any, cert: dict[str, Any]) -> Any:
     """http-01 through the role's webroots (the default), or dns-01 through Route 53."""
-    validation = cert.get("validation") or "http-01"
-    where = f"environments.{settings.env_name}.certificates[{cert['name']}]"
-    if validation == "dns-01":
+    if (cert.get("validation") or "http-01") == "dns-01":
         from aep_ops.certs.route53 import Route53Challenge
 
-        if not cert.get("route53_zone_id"):
-            raise ConfigError(f"{where}: dns-01 needs route53_zone_id")
         return Route53Challenge(settings, cert["route53_zone_id"])
     from aep_ops.certs.webroot import WebrootChallenge
     from aep_ops.fleet.inventory import executor_for, hosts_for
 
     nginx = cert.get("nginx") or {}
-    if not nginx.get("role") or not nginx.get("webroot"):
-        raise ConfigError(f"{where}: http-01 needs nginx.role and nginx.webroot (or validation: dns-01)")
     hosts = hosts_for(settings, role=nginx["role"])
     return WebrootChallenge(nginx["webroot"], hosts, lambda host: executor_for(settings, host))
 

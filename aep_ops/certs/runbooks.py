@@ -132,9 +132,11 @@ def check(ctx: RunContext, *, endpoints: str | None = None, ca_file: str | None 
                "force": "renew even when not due", "dry_run": "order from acme.staging_directory, store nothing"})
 def renew(ctx: RunContext, *, name: str | None = None, force: bool = False) -> None:
     """Which certificates, and a CA configuration that may be used, before anything is asked of it."""
-    from aep_ops.certs.renewal import acme_settings, selected
+    from aep_ops.certs.renewal import acme_settings, check_renewable, selected
 
     ctx.params["certificates"] = selected(ctx.settings, name)
+    for cert in ctx.params["certificates"]:
+        check_renewable(ctx.settings, cert)
     if ctx.params["certificates"]:
         acme_settings(ctx.settings, staging=ctx.dry_run)
 

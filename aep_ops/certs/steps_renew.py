@@ -44,6 +44,7 @@ class EnsureIssued(Step):
     id = "ensure_issued"
     title = "Issue the due certificates through ACME and store them"
     requires_approval = True
+    trial = True  # --dry-run orders from the staging CA: a failed order fails the dry run
 
     def check(self, ctx):
         rows = [r for r in _due(ctx) if r["due"]]  # again: a resumed run may find them renewed

@@ -126,6 +126,8 @@ def _plan(rb: Runbook, ctx: RunContext, anchors: dict[str, str]) -> RunResult:
             plan = Plan("failed", str(exc))
         if plan.status == "unchanged":
             ctx.outputs[step.id] = dict(plan.details)  # a known fact: later checks may use it
+        if plan.status == "failed" and step.trial and result.error is None:
+            result.error = f"step {step.id}: {plan.summary}"  # the dry run's trial failed: exit 1
         result.steps.append(StepOutcome(number, step.id, step.title, plan.status, plan.describe(),
                                         anchor=anchors[step.id]))
         log.info("step.plan", step=step.id, step_number=number, plan=plan.status, summary=plan.summary)

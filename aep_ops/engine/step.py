@@ -97,6 +97,8 @@ class Step:
     - ``requires_approval``: in a production environment, apply needs ``--yes``.
     - ``soft``: a verification step; its failure is recorded, the run goes on, and the run
       ends with "verification failed" (exit 5) instead of stopping.
+    - ``trial``: its dry-run check is a real trial (certs.renew orders from the staging CA), so
+      a failed check fails the dry run (exit 1) instead of being one line of the plan.
     """
 
     id: ClassVar[str] = ""
@@ -107,6 +109,7 @@ class Step:
     retry_on: ClassVar[tuple[type[BaseException], ...]] = (ExecutionError,)
     requires_approval: ClassVar[bool] = False
     soft: ClassVar[bool] = False
+    trial: ClassVar[bool] = False
 
     def check(self, ctx: "RunContext") -> Plan:
         """Read-only. Default: always needed (a one-shot step)."""

@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 from aep_ops.engine.runbook import Runbook
 from aep_ops.errors import refuse_blank
-from aep_ops.tasks.frontdoor import (RUN_STATUS_EXIT, check_output_path, front_door, load_settings, print_json,
-                                     stdout_gone, write_json)
+from aep_ops.tasks.frontdoor import (EXIT_FAILED, RUN_STATUS_EXIT, check_output_path, front_door, load_settings,
+                                     print_json, stdout_gone, write_json)
 
 COMMON_HELP = {
     "env": "environment to act on (local, dev, staging, prod; default: local)",
@@ -67,6 +67,8 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
             if json_file is not None:  # --json-file PATH: the same JSON, written to a file
                 write_json(json_file, {**asdict(result), **result.summary})
             code = RUN_STATUS_EXIT.get(result.status, 1)
+            if result.status == "planned" and result.error:  # a trial step's dry run failed
+                code = EXIT_FAILED
             if code:
                 raise Exit(outcome_line(result), code=code)
 
@@ -122,7 +124,7 @@ def outcome_line(result: Any) -> str:
     if result.status == "verification_failed":
         names = ", ".join(s.step_id for s in failed) or "a verification"
         return f"{result.runbook}: verification failed ({names}){where}"
-    line = f"{result.runbook}: {result.status}"
+    line = f"{result.runbook}: {'dry run failed' if result.status == 'planned' else result.status}"
     line += f" at step {failed[-1].number} ({failed[-1].step_id})" if failed else ""
     if not failed and result.error:  # nothing above names it: say it here, on one line
         line += f": {flat(result.error)}"

@@ -33,9 +33,9 @@ def fleet(ssh_host_factory, pebble, first_cert):
         fleet.stop()
 
 
-def acme_block(pebble, directory: str | None = None) -> str:
+def acme_block(pebble, directory: str | None = None, staging: str | None = None) -> str:
     url = directory or pebble.directory_url
-    return (f"    acme: {{directory: '{url}', staging_directory: '{pebble.directory_url}',"
+    return (f"    acme: {{directory: '{url}', staging_directory: '{staging or pebble.directory_url}',"
             f" ca_bundle: {pebble.ca_file}, contact: ops@aep.test}}\n")
 
 
@@ -110,7 +110,7 @@ def test_a_ca_that_is_down_changes_nothing_and_says_so(cli, fleet, pebble, first
     from aep_ops.testing.ports import free_port
 
     down = f"https://127.0.0.1:{free_port()}/dir"
-    write_fleet_config(tmp_path, monkeypatch, fleet.config(acme=acme_block(pebble, down),
+    write_fleet_config(tmp_path, monkeypatch, fleet.config(acme=acme_block(pebble, down, down),
                                                            identity=ssh_host_factory.identity,
                                                            known_hosts=ssh_host_factory.known_hosts))
     proc = cli("certs.renew", "--env", "staging", timeout=120)
@@ -120,6 +120,10 @@ def test_a_ca_that_is_down_changes_nothing_and_says_so(cli, fleet, pebble, first
     assert "Traceback" not in proc.stderr
     assert set(fleet.served().values()) == {first_cert.serial}
     assert not (state_dir / "certs" / "staging" / "api" / "versions").exists()
+
+    dry = cli("certs.renew", "--env", "staging", "--dry-run", timeout=120)  # a failed trial fails the dry run
+    assert dry.returncode == 1, dry.stdout + dry.stderr
+    assert dry.stderr.strip().splitlines()[-1] == "certs.renew: dry run failed at step 2 (ensure_issued)"
 
 
 def test_production_refuses_a_staging_directory_and_needs_yes(cli, fleet, pebble, ssh_host_factory, tmp_path,

@@ -90,3 +90,20 @@ def test_a_token_path_that_leaves_the_challenge_directory_is_refused(token):
         challenge._path(token, SimpleNamespace(name="h01"))
     good = challenge._path(".well-known/acme-challenge/abc", SimpleNamespace(name="h01"))
     assert good == "/srv/h01/webroot/.well-known/acme-challenge/abc"
+
+
+@pytest.mark.parametrize("cert, says", [
+    ({"domains": []}, "domains is empty"),
+    ({"domains": ["api.aep.test", "a b"]}, "'a b' is not a DNS name"),
+    ({"domains": ["api.*.aep.test"], "validation": "dns-01", "route53_zone_id": "Z1"}, "is not a DNS name"),
+    ({"domains": ["api.aep.test"], "validation": "dns-01"}, "dns-01 needs route53_zone_id"),
+    ({"domains": ["api.aep.test"]}, "http-01 needs nginx.role and nginx.webroot"),
+    ({"domains": ["*.aep.test"], "nginx": {"role": "web", "webroot": "/srv/www"}}, "a wildcard name needs"),
+])
+def test_an_order_that_cannot_succeed_is_refused_before_the_ca_is_asked(tmp_path, cert, says):
+    from aep_ops.certs.renewal import check_renewable
+
+    with pytest.raises(ConfigError, match=says.replace("*", "\\*")):
+        check_renewable(settings(tmp_path), {"name": "api", **cert})
+    check_renewable(settings(tmp_path), {"name": "api", "domains": ["aep.test", "*.aep.test"],
+                                         "validation": "dns-01", "route53_zone_id": "Z1"})
