@@ -109,7 +109,8 @@ def main() -> int:
             fleet.stop()
     mine, low = statistics.median(ours), statistics.median(floors)
     print(f"{'scenario':<12} {'median s':>9} {'worst s':>8}  ratio")
-    print(f"{'floor-' + str(args.hosts):<12} {low:>9.3f} {max(floors):>8.3f}  1.00 (writes + reload + first answer, by hand)")
+    print(f"{'floor-' + str(args.hosts):<12} {low:>9.3f} {max(floors):>8.3f}  1.00"
+          " (writes + reload + first answer, by hand)")
     print(f"{'deploy-' + str(args.hosts):<12} {mine:>9.3f} {max(ours):>8.3f}  {mine / low:.2f}"
           " (whole `inv certs.deploy` process to the new serial verified on every host)")
     shutil.rmtree(base, ignore_errors=True)

@@ -49,7 +49,8 @@ class NginxTarget:
         nginx = cert.get("nginx") or {}
         name = cert["name"]
         return cls(certificate=name, role=nginx["role"], port=int(nginx.get("port") or DEFAULT_PORT),
-                   sni=probe_name(cert) or "", cert_path=nginx.get("cert_path") or f"{DEFAULT_DIR}/{name}.fullchain.pem",
+                   sni=probe_name(cert) or "",
+                   cert_path=nginx.get("cert_path") or f"{DEFAULT_DIR}/{name}.fullchain.pem",
                    key_path=nginx.get("key_path") or f"{DEFAULT_DIR}/{name}.key.pem",
                    test_command=tuple(nginx.get("test_command") or DEFAULT_TEST),
                    reload_command=tuple(nginx.get("reload_command") or DEFAULT_RELOAD),

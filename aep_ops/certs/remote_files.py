@@ -33,7 +33,8 @@ def read_file(executor: Any, path: str) -> str | None:
     if result.exit_status == 3:
         return None
     if not result.ok:
-        raise StepFailed(f"{executor.target}: cannot read {path}: {result.stderr_tail(1) or 'exit ' + str(result.exit_status)}")
+        why = result.stderr_tail(1) or f"exit {result.exit_status}"
+        raise StepFailed(f"{executor.target}: cannot read {path}: {why}")
     return result.stdout
 
 

@@ -29,7 +29,8 @@ def render_check(result: Any, settings: Any) -> None:
                       _cut(row.get("issuer") or "-", 40)))
     _print_table(table, out, rows=sorted(rows, key=lambda r: ORDER[r["status"]]))
     for row in sorted(acm, key=lambda r: ORDER[r["status"]]):
-        print(f"{row['status']:<8}  ACM {row['certificate']} {row.get('acm_status') or '?'}, {_days(row.get('days_left'))}"
+        print(f"{row['status']:<8}  ACM {row['certificate']} {row.get('acm_status') or '?'},"
+              f" {_days(row.get('days_left'))}"
               f" days left, in use by {len(row.get('in_use_by') or [])}: {row['arn']}", file=out)
         _print_findings(row, out)
     if summary.get("metrics_file"):

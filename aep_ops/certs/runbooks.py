@@ -27,7 +27,8 @@ def _verdict(rows: list[dict], what: str) -> Plan:
     """Unchanged when nothing is critical (warnings included); else a soft failure naming each."""
     critical = [r for r in rows if r["status"] == "critical"]
     warnings = sum(1 for r in rows if r["status"] == "warning")
-    counts = f"{len(rows)} {what}: {len(rows) - len(critical) - warnings} ok, {warnings} warning, {len(critical)} critical"
+    ok = len(rows) - len(critical) - warnings
+    counts = f"{len(rows)} {what}: {ok} ok, {warnings} warning, {len(critical)} critical"
     if critical:
         raise VerificationFailed(counts + ": " + "; ".join(
             f"{_name(r)}: " + ", ".join(p["message"] for p in r["problems"] if p["severity"] == "critical")

@@ -63,7 +63,8 @@ def test_a_key_that_does_not_match_is_rolled_back_and_the_old_serial_is_served(c
     proc = cli("certs.deploy", "--env", "staging", timeout=120)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     said = next(line for line in proc.stdout.splitlines() if "1. Deploy to the nginx hosts" in line)
-    assert "on h01" in said and "nginx -t failed" in said and f"rolled back: h01 serves {fleet.first.serial} again" in said
+    assert "on h01" in said and "nginx -t failed" in said
+    assert f"rolled back: h01 serves {fleet.first.serial} again" in said
     assert fleet.served() == {"h01": fleet.first.serial, "h02": fleet.first.serial, "h03": fleet.first.serial}
     h01 = fleet.hosts[0]
     assert h01.cert_file().read_bytes() == fleet.first.fullchain.read_bytes()
@@ -88,7 +89,8 @@ def test_a_host_unreachable_mid_rollout_stops_there_and_the_run_resumes(cli, fle
 
     resumed = cli("certs.deploy", "--env", "staging", "--resume", result["run_id"], "--json", timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    outcomes = {h["host"]: h["outcome"] for h in json.loads(resumed.stdout)["outputs"]["ensure_nginx_deployed"]["hosts"]}
+    hosts = json.loads(resumed.stdout)["outputs"]["ensure_nginx_deployed"]["hosts"]
+    outcomes = {h["host"]: h["outcome"] for h in hosts}
     assert outcomes == {"h01": "unchanged", "h02": "changed", "h03": "changed"}
     assert fleet.served() == {"h01": second.serial, "h02": second.serial, "h03": second.serial}
     ok = [a["target"] for a in audit_records(state_dir) if a["action"] == "certs.deploy" and a["result"] == "ok"]

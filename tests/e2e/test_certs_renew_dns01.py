@@ -31,7 +31,8 @@ def test_dns01_renewal_through_route53_then_deployed(cli, route53_dns, route53_p
                             certificate=certificate,
                             acme=f"    acme: {{directory: '{route53_pebble.directory_url}',"
                                  f" ca_bundle: {route53_pebble.ca_file}}}\n"
-                                 f"    aws: {{region: {moto_account.region}, endpoint_url: {moto_account.endpoint_url}}}\n")
+                                 f"    aws: {{region: {moto_account.region},"
+                                 f" endpoint_url: {moto_account.endpoint_url}}}\n")
         write_fleet_config(tmp_path, monkeypatch, text)
         proc = cli("certs.renew", "--env", "staging", "--json", timeout=180)
         assert proc.returncode == 0, proc.stdout + proc.stderr
