@@ -23,9 +23,8 @@ def acm_rows(settings: Any, certificates: list[dict[str, Any]], thresholds: Thre
         acm = cert.get("acm") or {}
         if not acm.get("certificate_arn"):
             continue
-        region = CLOUDFRONT_REGION if acm.get("cloudfront") else None
-        row: dict[str, Any] = {"certificate": cert["name"], "arn": acm["certificate_arn"],
-                               "region": region or (settings.env.get("aws") or {}).get("region")}
+        region = certificate_region(settings, acm)
+        row: dict[str, Any] = {"certificate": cert["name"], "arn": acm["certificate_arn"], "region": region}
         try:
             row.update(_describe(settings, acm["certificate_arn"], region))
             row["problems"] = _problems(row, thresholds, now)
@@ -34,6 +33,11 @@ def acm_rows(settings: Any, certificates: list[dict[str, Any]], thresholds: Thre
         row["status"] = worst(row["problems"])
         rows.append(row)
     return rows
+
+
+def certificate_region(settings: Any, acm: dict[str, Any]) -> str | None:
+    """Where an ACM certificate lives: us-east-1 for CloudFront, else the environment's region."""
+    return CLOUDFRONT_REGION if acm.get("cloudfront") else (settings.env.get("aws") or {}).get("region")
 
 
 def acm_client(settings: Any, region: str | None) -> Any:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from aep_ops import redact
-from aep_ops.certs.acm import CLOUDFRONT_REGION, acm_client, normalize_serial
+from aep_ops.certs.acm import acm_client, certificate_region, normalize_serial
 from aep_ops.errors import ConfigError, StepFailed, VerificationFailed
 from aep_ops.log import audit, get_logger
 
@@ -96,7 +96,7 @@ def check_importable(name: str, arn: str, version: Any, key_pem: str, cert_pem: 
     key type or size other than the one the ARN holds now (listeners and clients were set up for it)."""
     from cryptography import x509
 
-    from aep_ops.certs.keys import key_matches_cert
+    from aep_ops.certs.keys import key_matches_cert, key_type_of
 
     where = f"certificate {name} version {version.number} (serial {version.serial})"
     try:
@@ -108,7 +108,7 @@ def check_importable(name: str, arn: str, version: Any, key_pem: str, cert_pem: 
     if not matches:
         raise AcmImportRefused(f"{where}: the private key does not match the certificate; not importing into"
                                f" ACM {arn} (renew the certificate, certs.renew)")
-    ours = key_type_name(public_key)
+    ours = key_type_of(public_key)
     if acm_key_type and ours != acm_key_type:
         raise AcmImportRefused(f"{where}: key type {ours} differs from {acm_key_type} of ACM {arn}, and ACM keeps"
                                f" the key type on a re-import; issue it with key_type {acm_key_type} or import it"
@@ -141,18 +141,6 @@ def acm_key_type_name(algorithm: str | None) -> str | None:
     return ACM_KEY_TYPES.get(algorithm.replace("-", "_"), algorithm.lower().replace("_", "-"))
 
 
-def key_type_name(public_key: Any) -> str:
-    """A public key's type in the configuration's names: ``ecdsa-p256``, ``rsa-2048``..."""
-    from aep_ops.certs.keys import key_kind
-
-    kind, bits = key_kind(public_key)
-    if kind == "RSA":
-        return f"rsa-{bits}"
-    if kind.startswith("ECDSA P-"):
-        return f"ecdsa-p{kind.removeprefix('ECDSA P-')}"
-    return kind.lower()
-
-
 def _import(settings: Any, region: str, arn: str, *, cert_pem: str, key_pem: str, chain_pem: str) -> None:
     from aep_ops.aws.clients import aws_errors
 
@@ -171,7 +159,7 @@ def _target(settings: Any, cert: dict[str, Any]) -> tuple[str, str]:
     if not arn:
         raise ConfigError(f"certificate {cert.get('name')} has no acm.certificate_arn in environment"
                           f" {settings.env_name}: add it to deploy to ACM")
-    region = CLOUDFRONT_REGION if acm.get("cloudfront") else ((settings.env.get("aws") or {}).get("region") or "")
+    region = certificate_region(settings, acm)
     if not region:
         raise ConfigError(f"environment {settings.env_name} has no aws.region: set it to deploy {cert.get('name')}"
                           " to ACM")

@@ -94,17 +94,13 @@ def deploy_host(target: NginxTarget, host: Any, executor: Any, version: Any, *,
     write_file(executor, target.cert_path, version.fullchain_pem, "0644")
     write_file(executor, target.key_path, version.key_pem, "0600")
     try:
-        _nginx(executor, target.test_command, "nginx -t")
-        _nginx(executor, target.reload_command, "reload")
+        run_checked(executor, list(target.test_command), "nginx -t")
+        run_checked(executor, list(target.reload_command), "reload")
         _wait_serving(target, host, version.serial)
     except AepError as exc:
         raise StepFailed(f"{host.name}: {exc}; {_roll_back(target, host, executor, before, say)}") from exc
     say(f"{host.name}: serves {version.serial}")
     return "changed"
-
-
-def _nginx(executor: Any, argv: tuple[str, ...], what: str) -> None:
-    run_checked(executor, list(argv), what)
 
 
 def _wait_serving(target: NginxTarget, host: Any, serial: str) -> None:
@@ -128,8 +124,8 @@ def _roll_back(target: NginxTarget, host: Any, executor: Any, before: str | None
     say(f"{host.name}: rolling back to the previous files")
     try:
         restore_files(executor, [target.cert_path, target.key_path])
-        _nginx(executor, target.test_command, "nginx -t of the previous files")
-        _nginx(executor, target.reload_command, "reload")
+        run_checked(executor, list(target.test_command), "nginx -t of the previous files")
+        run_checked(executor, list(target.reload_command), "reload")
         if before is not None:
             _wait_serving(target, host, before)
     except AepError as exc:

@@ -69,6 +69,16 @@ def key_kind(public_key: Any) -> tuple[str, int]:
     return type(public_key).__name__, 0
 
 
+def key_type_of(public_key: Any) -> str:
+    """A public key's type in the configuration's names: ``ecdsa-p256``, ``rsa-2048``..."""
+    kind, bits = key_kind(public_key)
+    if kind == "RSA":
+        return f"rsa-{bits}"
+    if kind.startswith("ECDSA P-"):
+        return f"ecdsa-p{kind.removeprefix('ECDSA P-')}"
+    return kind.lower()
+
+
 def key_description(public_key: Any) -> str:
     """"ECDSA P-256" / "RSA 2048": how an on-call engineer names a key in a report."""
     name, bits = key_kind(public_key)

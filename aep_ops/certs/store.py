@@ -97,13 +97,6 @@ def versions(settings: Any, name: str) -> list[Version]:
     return [v for v in found if v is not None]
 
 
-def previous(settings: Any, name: str) -> Version | None:
-    """The version before the current one (what a rollback goes back to)."""
-    now = current(settings, name)
-    older = [v for v in versions(settings, name) if now is None or v.number < now.number]
-    return older[-1] if older else None
-
-
 def read_version(path: Path) -> Version | None:
     try:
         meta = json.loads((path / "meta.json").read_text())

@@ -81,6 +81,16 @@ class MotoServer:
         forget_account(DEFAULT_ACCOUNT_ID)
 
     @property
+    def aws_yaml(self) -> str:
+        """An environment's ``aws:`` section for this server, in YAML flow style (test configs)."""
+        return f"{{region: {self.region}, endpoint_url: {self.endpoint_url}}}"
+
+    def use_in(self, monkeypatch: Any) -> None:
+        """Make this account's credentials and endpoint the process's (and its children's), as on an ops host."""
+        for key, value in self.environ.items():
+            monkeypatch.setenv(key, value)
+
+    @property
     def environ(self) -> dict[str, str]:
         """Environment for code that builds its own clients (set it with monkeypatch.setenv,
         or pass it to a subprocess); never written to os.environ by this module."""

@@ -195,7 +195,7 @@ environments:
   staging:
     production: false
     backend: local
-    aws: {{region: {moto_account.region}, endpoint_url: {moto_account.endpoint_url}}}
+    aws: {moto_account.aws_yaml}
     certificates:
       - {{name: api, domains: [{NAME}], acm: {{certificate_arn: "{arns['acm-fresh']}"}}}}
       - {{name: old, domains: [{NAME}], acm: {{certificate_arn: "{arns['acm-stale']}"}}}}

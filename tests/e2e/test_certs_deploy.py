@@ -135,8 +135,7 @@ def test_acm_through_the_cli_reimported_verified_and_a_wrong_key_refused(cli, pk
                                                                          moto_account, state_dir):
     """The ACM step as a user runs it (moto in this test's own account; the checks that real ACM
     makes and moto does not are aep-ops's own, so the refusal is tested here)."""
-    for key, value in moto_account.environ.items():
-        monkeypatch.setenv(key, value)
+    moto_account.use_in(monkeypatch)
     acm = moto_account.client("acm")
     old = pki.leaf("acm-old", [NAME])
     arn = acm.import_certificate(Certificate=old.cert.read_bytes(), PrivateKey=old.key.read_bytes(),
@@ -144,7 +143,7 @@ def test_acm_through_the_cli_reimported_verified_and_a_wrong_key_refused(cli, pk
     write_fleet_config(tmp_path, monkeypatch, f"""  staging:
     production: false
     backend: local
-    aws: {{region: {moto_account.region}, endpoint_url: {moto_account.endpoint_url}}}
+    aws: {moto_account.aws_yaml}
     certificates:
       - {{name: api, domains: [{NAME}], acm: {{certificate_arn: "{arn}"}}}}
 """)

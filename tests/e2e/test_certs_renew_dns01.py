@@ -21,8 +21,7 @@ def test_dns01_renewal_through_route53_then_deployed(cli, route53_dns, route53_p
     route53 = moto_account.client("route53")
     zone_id = route53.create_hosted_zone(Name="aep.test.", CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]
     route53_dns.serve(route53, zone_id)
-    for key, value in moto_account.environ.items():
-        monkeypatch.setenv(key, value)
+    moto_account.use_in(monkeypatch)
     first = TestPki(tmp_path / "pki").leaf("first", [NAME])
     fleet = start_cert_fleet(2, ssh_host_factory, first)
     try:
@@ -31,8 +30,7 @@ def test_dns01_renewal_through_route53_then_deployed(cli, route53_dns, route53_p
                             certificate=certificate,
                             acme=f"    acme: {{directory: '{route53_pebble.directory_url}',"
                                  f" ca_bundle: {route53_pebble.ca_file}}}\n"
-                                 f"    aws: {{region: {moto_account.region},"
-                                 f" endpoint_url: {moto_account.endpoint_url}}}\n")
+                                 f"    aws: {moto_account.aws_yaml}\n")
         write_fleet_config(tmp_path, monkeypatch, text)
         proc = cli("certs.renew", "--env", "staging", "--json", timeout=180)
         assert proc.returncode == 0, proc.stdout + proc.stderr

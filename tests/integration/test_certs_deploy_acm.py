@@ -29,14 +29,13 @@ def pki(tmp_path):
 @pytest.fixture
 def settings(tmp_path, monkeypatch, moto_account):
     """The staging environment in this test's own moto account (region eu-west-1)."""
-    for key, value in moto_account.environ.items():
-        monkeypatch.setenv(key, value)
+    moto_account.use_in(monkeypatch)
     write_config(tmp_path / "aep-ops.yaml", f"""
 environments:
   staging:
     production: false
     backend: local
-    aws: {{region: {moto_account.region}, endpoint_url: {moto_account.endpoint_url}}}
+    aws: {moto_account.aws_yaml}
 """, monkeypatch)
     return load("staging")
 

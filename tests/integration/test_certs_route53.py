@@ -76,8 +76,7 @@ def zone(moto_account, route53_dns, monkeypatch) -> Zone:
     created = route53.create_hosted_zone(Name="aep.test.", CallerReference=str(uuid.uuid4()))
     zone_id = created["HostedZone"]["Id"]
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    for key, value in moto_account.environ.items():
-        monkeypatch.setenv(key, value)
+    moto_account.use_in(monkeypatch)
     route53_dns.serve(route53, zone_id)
     try:
         yield Zone(route53, zone_id, {"region": moto_account.region, "endpoint_url": moto_account.endpoint_url})

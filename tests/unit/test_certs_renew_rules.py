@@ -32,7 +32,8 @@ def test_versions_are_kept_private_and_the_newest_is_current(tmp_path):
     s = settings(tmp_path)
     first, second = save(s, "aa"), save(s, "bb")
     assert (first.number, second.number) == (1, 2)
-    assert store.current(s, "api").serial == "bb" and store.previous(s, "api").serial == "aa"
+    assert store.current(s, "api").serial == "bb"
+    assert [v.serial for v in store.versions(s, "api")] == ["aa", "bb"]  # the previous one kept for rollback
     for version in (first, second):
         assert stat.S_IMODE(os.stat(version.path / "privkey.pem").st_mode) == 0o600
         assert stat.S_IMODE(os.stat(version.path).st_mode) == 0o700
