@@ -135,7 +135,7 @@ def configure(state_dir: Path, *, level: str = "info", stream: Any = None, tty: 
             handler._aep_ops = True  # type: ignore[attr-defined]
             root.addHandler(handler)
         root.setLevel(_level(level))
-        for chatty in ("paramiko", "botocore", "boto3", "urllib3", "s3transfer"):
+        for chatty in ("paramiko", "botocore", "boto3", "urllib3", "s3transfer", "matplotlib"):
             logging.getLogger(chatty).setLevel(max(_level(level), logging.WARNING))
         _configured = key
     return log_file

@@ -57,7 +57,7 @@ def reset(fleet, first) -> None:
 
 def floor(fleet, settings, leaf) -> float:
     """The same writes and reloads by hand, one host at a time, then one TLS answer per host."""
-    from aep_ops.certs.remote_files import run_checked, write_file
+    from aep_ops.executors.files import run_checked, write_file
 
     nginx = [shutil.which("nginx") or "/usr/sbin/nginx"]
     started = time.perf_counter()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from typing import Any, Iterator, Mapping
 
 from aep_ops import redact
@@ -109,7 +110,7 @@ def client(source: Any, service: str, *, max_attempts: int | None = None,
         user_agent_appid=USER_AGENT_APPID,
     )
     try:
-        session = boto3.session.Session(profile_name=profile, region_name=region)
+        session = boto3.session.Session(botocore_session=_botocore_session(profile), region_name=region)
         return session.client(service, endpoint_url=endpoint, config=config, verify=ca_bundle)
     except ProfileNotFound:
         raise ConfigError(
@@ -120,6 +121,26 @@ def client(source: Any, service: str, *, max_attempts: int | None = None,
         raise ConfigError(f"no AWS region for {service}: set aws.region for this environment") from None
     except BotoCoreError as exc:
         raise translate(exc, doing=f"creating the AWS {service} client") from exc
+
+
+_LOADER: Any = None
+_LOADER_LOCK = threading.Lock()
+
+
+def _botocore_session(profile: str | None) -> Any:
+    """A new botocore session (credentials are resolved afresh: the environment may have changed)
+    sharing one loader of botocore's service models: loading them is most of a client's making
+    (~0.1 s each time, JSON parsed and data directories listed), the models never change."""
+    global _LOADER
+    import botocore.session
+
+    session = botocore.session.Session(profile=profile)
+    with _LOADER_LOCK:
+        if _LOADER is None:
+            _LOADER = session.get_component("data_loader")
+        else:
+            session.register_component("data_loader", _LOADER)
+    return session
 
 
 @contextlib.contextmanager

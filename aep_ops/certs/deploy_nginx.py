@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from aep_ops.certs.endpoints import DEFAULT_PORT, Endpoint, probe_name
-from aep_ops.certs.remote_files import backup_files, read_file, restore_files, run_checked, write_file
+from aep_ops.executors.files import backup_files, read_file, restore_files, run_checked, write_file
 from aep_ops.errors import AepError, StepFailed
 from aep_ops.log import get_logger
 

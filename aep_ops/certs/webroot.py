@@ -10,7 +10,7 @@ from __future__ import annotations
 import posixpath
 from typing import Any, Callable
 
-from aep_ops.certs.remote_files import remove_file, write_file
+from aep_ops.executors.files import remove_file, write_file
 from aep_ops.errors import StepFailed
 from aep_ops.log import get_logger
 

@@ -252,9 +252,10 @@ ENVIRONMENT = Section({
 
 def _add_area_fields() -> None:
     """Areas whose configuration lives in their own schema module (kept small)."""
-    from aep_ops.config.schema_certs import ENVIRONMENT_FIELDS
+    from aep_ops.config import schema_certs, schema_logs
 
-    ENVIRONMENT.fields.update(ENVIRONMENT_FIELDS)
+    ENVIRONMENT.fields.update(schema_certs.ENVIRONMENT_FIELDS)
+    ENVIRONMENT.fields.update(schema_logs.ENVIRONMENT_FIELDS)
 
 
 _add_area_fields()

@@ -46,6 +46,7 @@ class LocalExecutor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
+                errors="replace",  # as the SSH executor: a stray byte never fails a command that ran
                 env=run_env,
                 cwd=cwd,
                 process_group=0,  # so a deadline or an interrupt stops its children too

@@ -127,6 +127,11 @@ class SshExecutor:
             duration=time.monotonic() - started,
         )
 
+    def open_sftp(self) -> Any:
+        """An SFTP session on this host's connection, for bytes too many for a command's stdout
+        (logs.ship reads rotated files with it). Close it after use."""
+        return self._connected().open_sftp()
+
     def close(self) -> None:
         """Close the connection; the next run() opens a new one. Never waits for a connect
         in progress in another thread (a fan-out may leave one behind at its deadline)."""

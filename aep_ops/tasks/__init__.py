@@ -20,6 +20,7 @@ AREA_TASK_MODULES: dict[str, str] = {
     "patch": "aep_ops.tasks.patch",
     "fleet": "aep_ops.tasks.fleet",
     "certs": "aep_ops.tasks.certs",
+    "logs": "aep_ops.tasks.logs",
 }
 
 

@@ -72,4 +72,15 @@ def render_certs_check(result: Any, settings: Any) -> None:
     render_check(result, settings)
 
 
-RENDERERS = {"doctor": render_doctor, "dr.drill": render_drill, "certs.check": render_certs_check}
+def _logs(name: str) -> Any:
+    def render(result: Any, settings: Any) -> None:
+        from aep_ops.logs import report
+
+        getattr(report, name)(result, settings)
+
+    return render
+
+
+RENDERERS = {"doctor": render_doctor, "dr.drill": render_drill, "certs.check": render_certs_check,
+             "logs.rotate": _logs("render_rotate"), "logs.ship": _logs("render_ship"),
+             "logs.retention": _logs("render_retention")}

@@ -208,6 +208,7 @@ class SshTestHost:
                 "UsePAM no",
                 "StrictModes no",
                 "PermitRootLogin prohibit-password",
+                "Subsystem sftp internal-sftp",  # as Debian's default sshd: logs.ship reads files over SFTP
                 "LogLevel ERROR",
                 "",
             ]

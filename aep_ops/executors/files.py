@@ -1,6 +1,7 @@
-"""Files on a host over SSH, written the way a certificate must be: content on stdin (never on a
-command line, where ``ps`` shows it), into a temporary file beside the target, then ``mv``:
-nginx reloading at any moment reads the old file or the new one, never half of one.
+"""Files on a host through its executor, written the way a certificate or a logrotate file must be:
+content on stdin (never on a command line, where ``ps`` shows it), into a temporary file beside the
+target, then ``mv``: nginx or logrotate reading at any moment sees the old file or the new one,
+never half of one.
 
 Every path is an argument after ``--`` or ``"$1"``; nothing of the content or the path is ever
 part of a shell string.
