@@ -38,7 +38,7 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from aep_ops.errors import CommandTimeout, HostUnreachable  # noqa: E402
+from aep_ops.base.errors import CommandTimeout, HostUnreachable  # noqa: E402
 from aep_ops.testing.sshd import SshFleet, known_hosts_line  # noqa: E402
 from tests.support.fleet_hosts import HeldCommand, HeldHost  # noqa: E402
 
@@ -211,7 +211,7 @@ def main() -> int:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     base = Path(tempfile.mkdtemp(prefix="aep-deadlines-"))
     os.environ.update(AEP_OPS_STATE_DIR=str(base / "state"), AEP_OPS_NO_SYSTEM_CONFIG="1")
-    from aep_ops import log
+    from aep_ops.base import log
 
     log.configure(base / "state", level="error", stream=open(os.devnull, "w"), tty=False)  # the log file only
     missed = []

@@ -108,7 +108,7 @@ def ours_in_process(env: str) -> float:
     from aep_ops.engine.runbook import get, load_all
     from aep_ops.engine.runner import run_runbook
 
-    from aep_ops import log
+    from aep_ops.base import log
 
     load_all()
     settings = config.load(env)

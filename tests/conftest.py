@@ -22,7 +22,7 @@ def isolated(tmp_path, monkeypatch):
     state = tmp_path / "state"
     monkeypatch.setenv("AEP_OPS_STATE_DIR", str(state))
     monkeypatch.setenv("AEP_OPS_NO_SYSTEM_CONFIG", "1")
-    from aep_ops import log, redact
+    from aep_ops.base import log, redact
 
     redact.forget_all()
     log.configure(state, level="debug", tty=False)

@@ -5,7 +5,7 @@ environment's region, profile, endpoint override (the moto server in tests) and 
 no call can hang a runbook or retry forever; secret references (``aws-sm:``) come through
 here too. botocore's errors are translated once, here, into messages an on-call engineer can
 act on: which action, on what, and what to do next. The request parameters are never echoed
-(they can hold passwords or secret strings), and every message goes through ``aep_ops.redact``.
+(they can hold passwords or secret strings), and every message goes through ``aep_ops.base.redact``.
 
 boto3 is imported inside the functions: importing it costs ~0.25 s that listing tasks must not pay.
 """
@@ -17,8 +17,8 @@ import re
 import threading
 from typing import Any, Iterator, Mapping
 
-from aep_ops import redact
-from aep_ops.errors import AepError, CommandTimeout, ConfigError, ExecutionError, HostUnreachable
+from aep_ops.base import redact
+from aep_ops.base.errors import AepError, CommandTimeout, ConfigError, ExecutionError, HostUnreachable
 
 DEFAULT_MAX_ATTEMPTS = 5
 CONNECT_TIMEOUT = 5

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from aep_ops.errors import StepFailed, VerificationFailed
+from aep_ops.base.errors import StepFailed, VerificationFailed
 from aep_ops.pg import facts
 from aep_ops.pg.connect import wrap_errors
 from aep_ops.pg.pgbackrest import render_config
@@ -37,7 +37,7 @@ def pgbackrest(db: Any, command: str, *options: str, args: tuple[str, ...] = (),
 
     The driver's runner puts everything before the command, which repo-ls's path cannot be.
     """
-    from aep_ops import redact
+    from aep_ops.base import redact
 
     b = db.backrest
     argv = [b.binary, f"--config={b.config.config_path}", f"--stanza={b.config.stanza}", *options, command, *args]

@@ -15,11 +15,11 @@ from typing import Any
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan
-from aep_ops.errors import StepFailed, UsageError, VerificationFailed
+from aep_ops.base.errors import StepFailed, UsageError, VerificationFailed
 from aep_ops.db.backends import backend_class
 from aep_ops.db.runbooks import EnsureStanza
 from aep_ops.db.source import SourceStep, backup_outputs, require_running, source
-from aep_ops.log import get_logger
+from aep_ops.base.log import get_logger
 
 log = get_logger(__name__)
 
@@ -113,7 +113,7 @@ class ArchiverStatus(SourceStep):
     def check_source(self, ctx, db):
         from aep_ops.backup.repo import archiver_details, failure_text
         from aep_ops.pg import facts
-        from aep_ops.textfmt import duration
+        from aep_ops.base.textfmt import duration
 
         require_running(db, ctx)
         with db.cluster.connect(connect_timeout=5) as conn:

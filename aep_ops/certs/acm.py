@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from aep_ops.certs.findings import CRITICAL, WARNING, Thresholds, worst
-from aep_ops.errors import AepError
+from aep_ops.base.errors import AepError
 
 CLOUDFRONT_REGION = "us-east-1"
 
@@ -61,7 +61,7 @@ def _describe(settings: Any, arn: str, region: str | None) -> dict[str, Any]:
 
 
 def _problems(row: dict[str, Any], thresholds: Thresholds, now: datetime) -> list[dict[str, Any]]:
-    from aep_ops.textfmt import duration
+    from aep_ops.base.textfmt import duration
 
     problems = []
     if row["acm_status"] != "ISSUED":

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from aep_ops.certs import keys
-from aep_ops.errors import AepError, ExecutionError, UsageError
-from aep_ops.log import get_logger
+from aep_ops.base.errors import AepError, ExecutionError, UsageError
+from aep_ops.base.log import get_logger
 
 log = get_logger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from aep_ops.certs.endpoints import Endpoint
 from aep_ops.certs.findings import CRITICAL, Thresholds, assess
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 
 SYSTEM_TRUST = "the system trust store"
 

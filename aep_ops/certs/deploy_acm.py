@@ -6,7 +6,7 @@ re-import whose key does not match the certificate or whose key type or size dif
 certificate it replaces; moto accepts both, so both are checked here, before anything is sent.
 A certificate that already has the version's serial is left alone (no import, no audit record).
 Every import attempt, done or refused, is audited. The private key is read only to be checked
-and sent: it is registered with ``aep_ops.redact`` first and never appears in a message, a log
+and sent: it is registered with ``aep_ops.base.redact`` first and never appears in a message, a log
 line, an audit record or a return value.
 """
 
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aep_ops import redact
+from aep_ops.base import redact
 from aep_ops.certs.acm import acm_client, certificate_region, normalize_serial
-from aep_ops.errors import ConfigError, StepFailed, VerificationFailed
-from aep_ops.log import audit, get_logger
+from aep_ops.base.errors import ConfigError, StepFailed, VerificationFailed
+from aep_ops.base.log import audit, get_logger
 
 log = get_logger()
 

@@ -17,8 +17,8 @@ from typing import Any, Callable
 
 from aep_ops.certs.endpoints import DEFAULT_PORT, Endpoint, probe_name
 from aep_ops.executors.files import backup_files, read_file, restore_files, run_checked, write_file
-from aep_ops.errors import AepError, StepFailed
-from aep_ops.log import get_logger
+from aep_ops.base.errors import AepError, StepFailed
+from aep_ops.base.log import get_logger
 
 log = get_logger(__name__)
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from aep_ops.config.schema import preview
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 
 DEFAULT_PORT = 443
 ENDPOINTS_BLANK = "give HOST[:PORT][@SNI],... (e.g. api.example.org, 10.0.1.5:8443@api.example.org)"

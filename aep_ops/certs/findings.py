@@ -103,7 +103,7 @@ def _problem(code: str, severity: str, message: str) -> dict[str, Any]:
 
 
 def _validity(facts: dict[str, Any], seconds_left: float, now: datetime, t: Thresholds) -> list[dict[str, Any]]:
-    from aep_ops.textfmt import duration
+    from aep_ops.base.textfmt import duration
 
     if datetime.fromisoformat(facts["not_before"]) > now:
         return [_problem("not_yet_valid", CRITICAL, f"not valid before {facts['not_before']}"

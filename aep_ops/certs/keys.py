@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 
 DEFAULT_KEY_TYPE = "ecdsa-p256"
 KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-3072")

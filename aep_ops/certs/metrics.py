@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aep_ops.atomicfile import replace_file
+from aep_ops.base.atomicfile import replace_file
 
 FAMILIES = {
     "aep_ops_cert_expiry_seconds": "Seconds until the served certificate expires (negative: expired).",

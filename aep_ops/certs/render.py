@@ -38,7 +38,7 @@ def render_check(result: Any, settings: Any) -> None:
 
 
 def _print_table(table: list[tuple], out: Any, rows: list[dict]) -> None:
-    from aep_ops.textfmt import table_cell
+    from aep_ops.base.textfmt import table_cell
 
     cells = [[table_cell(c) for c in line] for line in table]
     widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
@@ -49,7 +49,7 @@ def _print_table(table: list[tuple], out: Any, rows: list[dict]) -> None:
 
 
 def _print_findings(row: dict, out: Any) -> None:
-    from aep_ops.textfmt import one_line
+    from aep_ops.base.textfmt import one_line
 
     for problem in row.get("problems") or []:
         print(f"          {problem['severity']}: {one_line(problem['message'])}", file=out)

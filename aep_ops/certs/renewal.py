@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from aep_ops.errors import ConfigError, UsageError
+from aep_ops.base.errors import ConfigError, UsageError
 
 ISSUE_TIMEOUT = 120
 ARI_TIMEOUT = 10
@@ -23,7 +23,7 @@ ARI_TIMEOUT = 10
 def selected(settings: Any, name: str | None) -> list[dict[str, Any]]:
     """The certificates to act on: all, or the one ``--name`` names (blank refused, unknown named)."""
     from aep_ops.certs.settings import certificates
-    from aep_ops.errors import refuse_blank
+    from aep_ops.base.errors import refuse_blank
 
     refuse_blank("--name", name, "give a certificate name of this environment, or leave --name out for all")
     found = certificates(settings)
@@ -142,7 +142,7 @@ def issue_and_store(settings: Any, cert: dict[str, Any], acme: dict[str, Any], *
     ``store_it`` is False (a dry run). Returns what may be shown (never the key)."""
     from aep_ops.certs import store
     from aep_ops.certs.acme_issue import issue
-    from aep_ops.redact import register
+    from aep_ops.base.redact import register
 
     if store_it:
         store.check_directory_switch(settings, cert["name"], acme["directory"], staging=acme["staging"])

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from aep_ops.aws.clients import aws_errors, client
-from aep_ops.errors import ConfigError, UsageError
-from aep_ops.log import get_logger
+from aep_ops.base.errors import ConfigError, UsageError
+from aep_ops.base.log import get_logger
 
 log = get_logger(__name__)
 

@@ -20,7 +20,7 @@ from aep_ops.certs.steps_renew import EnsureIssued, RenewalDue
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import VerificationFailed
+from aep_ops.base.errors import VerificationFailed
 
 
 def _verdict(rows: list[dict], what: str) -> Plan:
@@ -116,7 +116,7 @@ def check(ctx: RunContext, *, endpoints: str | None = None, ca_file: str | None 
     from aep_ops.certs.check import trust_for
     from aep_ops.certs.endpoints import endpoints_flag
     from aep_ops.certs.settings import certificates, certs_settings, thresholds
-    from aep_ops.errors import refuse_blank
+    from aep_ops.base.errors import refuse_blank
 
     refuse_blank("--ca-file", ca_file, "give a PEM file of the CA certificates to trust, or leave it out")
     ctx.params["endpoint_list"] = endpoints_flag(endpoints)
@@ -150,7 +150,7 @@ def deploy(ctx: RunContext, *, name: str | None = None) -> None:
     """A named certificate must have a stored version: there is nothing to deploy before certs.renew."""
     from aep_ops.certs import store
     from aep_ops.certs.renewal import selected
-    from aep_ops.errors import UsageError
+    from aep_ops.base.errors import UsageError
 
     ctx.params["certificates"] = selected(ctx.settings, name)
     if name is not None and store.current(ctx.settings, name.strip()) is None:

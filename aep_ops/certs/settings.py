@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from aep_ops.certs.findings import Thresholds
-from aep_ops.errors import ConfigError
+from aep_ops.base.errors import ConfigError
 
 DEFAULTS = {"warn_days": 30, "critical_days": 7, "parallel": 16, "timeout": 10, "random_delay": 120}
 METRICS_NAME = "aep_ops_certs_{env}.prom"

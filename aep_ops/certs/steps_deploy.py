@@ -10,8 +10,8 @@ from typing import Any
 
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import AepError, StepFailed, VerificationFailed
-from aep_ops.log import audit
+from aep_ops.base.errors import AepError, StepFailed, VerificationFailed
+from aep_ops.base.log import audit
 
 
 def _with_versions(ctx: RunContext, key: str) -> list[tuple[dict[str, Any], Any]]:

@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timezone
 
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import VerificationFailed
+from aep_ops.base.errors import VerificationFailed
 
 
 def _due(ctx) -> list[dict]:

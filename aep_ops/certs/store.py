@@ -23,8 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from aep_ops.atomicfile import replace_file
-from aep_ops.errors import StateUnwritable, UsageError
+from aep_ops.base.atomicfile import replace_file
+from aep_ops.base.errors import StateUnwritable, UsageError
 
 KEEP = 5
 FILES = ("privkey.pem", "cert.pem", "chain.pem", "fullchain.pem")

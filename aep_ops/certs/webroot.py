@@ -11,8 +11,8 @@ import posixpath
 from typing import Any, Callable
 
 from aep_ops.executors.files import remove_file, write_file
-from aep_ops.errors import StepFailed
-from aep_ops.log import get_logger
+from aep_ops.base.errors import StepFailed
+from aep_ops.base.log import get_logger
 
 log = get_logger(__name__)
 

@@ -13,8 +13,8 @@ import reprlib
 from dataclasses import dataclass
 from typing import Any
 
-from aep_ops.errors import ConfigError
-from aep_ops.secrets import parse_ref
+from aep_ops.base.errors import ConfigError
+from aep_ops.base.secrets import parse_ref
 
 PREVIEW_CHARS = 80
 # Names that end up in file names, lock names and environment variable names.

@@ -25,8 +25,8 @@ from typing import Any, Iterable, Mapping
 
 from aep_ops.config.schema import (ENV_NAME, ENV_NAME_HELP, ListOf, check_layer, check_required, preview,
                                    preview_text, schema_at)
-from aep_ops.errors import ConfigError, UsageError
-from aep_ops.secrets import SecretRef, SecretResolver
+from aep_ops.base.errors import ConfigError, UsageError
+from aep_ops.base.secrets import SecretRef, SecretResolver
 
 ENV_PREFIX = "AEP_OPS_"
 # Variables that steer the loader itself rather than naming a key.

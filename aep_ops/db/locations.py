@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 
 DEFAULT_PORT = 54315
 DEFAULT_DBNAME = "aep"

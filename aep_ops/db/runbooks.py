@@ -19,8 +19,8 @@ from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan
 from aep_ops.db.backends import backend_class
 from aep_ops.db.source import SourceStep, backup_outputs, config_drift, reload, source
-from aep_ops.errors import AepError, StepFailed, VerificationFailed
-from aep_ops.log import get_logger
+from aep_ops.base.errors import AepError, StepFailed, VerificationFailed
+from aep_ops.base.log import get_logger
 
 log = get_logger(__name__)
 

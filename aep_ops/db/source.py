@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 
 # Managed by LocalCluster.configure whatever the caller asks (port, sockets, logging).
 MANAGED_KEYS = ("port", "listen_addresses", "unix_socket_directories", "logging_collector", "log_timezone")
@@ -77,7 +77,7 @@ class SourceStep(Step):
 
 def require_running(db: Any, ctx: RunContext) -> None:
     """VerificationFailed when the source cluster is not running (a health finding, not a plan)."""
-    from aep_ops.errors import VerificationFailed
+    from aep_ops.base.errors import VerificationFailed
 
     if running_source(db, ctx) is not None:
         raise VerificationFailed(f"the source cluster at {db.cluster.datadir} is not running; start it with"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from aep_ops.errors import VerificationFailed
+from aep_ops.base.errors import VerificationFailed
 
 
 def verify_copy(conn: Any, target: datetime, smoke_queries: list[str], *, min_timeline: int | None) -> dict[str, Any]:

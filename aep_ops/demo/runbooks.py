@@ -15,7 +15,7 @@ from pathlib import Path
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import UsageError, VerificationFailed
+from aep_ops.base.errors import UsageError, VerificationFailed
 
 
 def _demo_dir(ctx: RunContext) -> Path:

@@ -22,7 +22,7 @@ from typing import Any
 from aep_ops.doctor.rows import row, rows_or_fail, split_fix
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import AepError, ConfigError, HostUnreachable
+from aep_ops.base.errors import AepError, ConfigError, HostUnreachable
 
 DAILY = timedelta(hours=24)  # the requirement: automated daily backups
 # doctor answers in seconds, not minutes: few retries, short timeouts (the client factory's

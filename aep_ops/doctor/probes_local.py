@@ -14,8 +14,8 @@ from typing import Any
 from aep_ops.doctor.environment import DAILY
 from aep_ops.doctor.rows import age_text, row
 from aep_ops.engine.context import RunContext
-from aep_ops.errors import AepError
-from aep_ops.textfmt import duration
+from aep_ops.base.errors import AepError
+from aep_ops.base.textfmt import duration
 
 USES_AWS = False
 

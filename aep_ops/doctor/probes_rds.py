@@ -15,8 +15,8 @@ from typing import Any
 from aep_ops.doctor.environment import DAILY, aws_client
 from aep_ops.doctor.rows import age_text, row, split_fix
 from aep_ops.engine.context import RunContext
-from aep_ops.errors import AepError
-from aep_ops.textfmt import duration
+from aep_ops.base.errors import AepError
+from aep_ops.base.textfmt import duration
 
 USES_AWS = True
 

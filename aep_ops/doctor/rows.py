@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from aep_ops.engine.step import Plan
-from aep_ops.errors import VerificationFailed
-from aep_ops.textfmt import duration
+from aep_ops.base.errors import VerificationFailed
+from aep_ops.base.textfmt import duration
 
 
 def row(item: str, ok: bool, detail: str, fix: str = "") -> dict:

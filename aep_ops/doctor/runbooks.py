@@ -21,9 +21,9 @@ from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
 from aep_ops.doctor.environment import AwsCredentials, BackupRecent, SourceReady
 from aep_ops.doctor.rows import row as _row, rows_or_fail as _rows_or_fail
-from aep_ops.errors import AepError
+from aep_ops.base.errors import AepError
 from aep_ops.executors.local import LocalExecutor
-from aep_ops.secrets import SecretRef
+from aep_ops.base.secrets import SecretRef
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # tool -> (how to find it, version flag, Debian package that provides it)

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 from aep_ops.engine.context import RunContext
 from aep_ops.dr.scratch import OnScratch
 from aep_ops.engine.step import Plan
-from aep_ops.errors import StepFailed, VerificationFailed
+from aep_ops.base.errors import StepFailed, VerificationFailed
 
 DEFAULT_CRITICAL_TABLES = ("users", "roles", "permissions", "sessions", "audit_events", "projects", "documents")
 DEFAULT_SMOKE_QUERIES = ("select count(*) from users", "select max(occurred_at) from audit_events")

@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from aep_ops.atomicfile import replace_file
-from aep_ops.redact import redact, redact_obj
-from aep_ops.textfmt import duration, table_cell
+from aep_ops.base.atomicfile import replace_file
+from aep_ops.base.redact import redact, redact_obj
+from aep_ops.base.textfmt import duration, table_cell
 
 CHECK_STEPS = ("check_markers", "check_row_counts", "check_amcheck", "check_smoke_queries", "check_writable",
                "measure")

@@ -19,8 +19,8 @@ from aep_ops.dr.checks import (CheckAmcheck, CheckMarkers, CheckRowCounts, Check
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import StepFailed, UsageError, VerificationFailed
-from aep_ops.textfmt import duration
+from aep_ops.base.errors import StepFailed, UsageError, VerificationFailed
+from aep_ops.base.textfmt import duration
 from aep_ops.db.runbooks import EnsureAppDatabase, EnsureRecentBackup, EnsureSourceCluster, EnsureStanza
 
 
@@ -180,7 +180,7 @@ def _redraw_trend(ctx: RunContext) -> dict[str, object]:
     """reports/dr-trend-ENV.{png,svg} with this drill on it; a chart that cannot be drawn is one
     warning line, never a failed drill (the report and metrics are already written)."""
     from aep_ops.dr import trend
-    from aep_ops.log import get_logger
+    from aep_ops.base.log import get_logger
 
     try:
         charts = trend.write_chart(ctx.settings)

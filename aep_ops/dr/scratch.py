@@ -16,7 +16,7 @@ from typing import Any
 
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.step import Step
-from aep_ops.log import get_logger
+from aep_ops.base.log import get_logger
 
 log = get_logger(__name__)
 

@@ -18,10 +18,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from aep_ops.atomicfile import replace_file
+from aep_ops.base.atomicfile import replace_file
 from aep_ops.dr.report import reports_dir
-from aep_ops.errors import StateUnwritable, ToolMissing
-from aep_ops.log import get_logger
+from aep_ops.base.errors import StateUnwritable, ToolMissing
+from aep_ops.base.log import get_logger
 
 log = get_logger(__name__)
 

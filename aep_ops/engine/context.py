@@ -74,8 +74,8 @@ class RunContext:
 
     def progress(self, message: str) -> None:
         """A line of progress for long work (stderr; the log gets the structured event)."""
-        from aep_ops.log import get_logger
-        from aep_ops.redact import redact
+        from aep_ops.base.log import get_logger
+        from aep_ops.base.redact import redact
 
         say(self.out, f"      {redact(message)}")
         get_logger("aep_ops.engine").info("step.progress", message=message)
@@ -84,7 +84,7 @@ class RunContext:
 def say(out: IO[str], line: str) -> None:
     """Human progress, only on a terminal: off one (timers, chat-ops, pipes) stderr carries JSON
     log lines only, and the structured events carry the progress."""
-    from aep_ops.redact import redact
+    from aep_ops.base.redact import redact
 
     if getattr(out, "isatty", lambda: False)() or getattr(out, "aep_ops_human", False):
         print(redact(line), file=out, flush=True)

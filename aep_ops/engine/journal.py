@@ -19,8 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from aep_ops.errors import ConfigError, StateUnwritable
-from aep_ops.redact import dumps, redact
+from aep_ops.base.errors import ConfigError, StateUnwritable
+from aep_ops.base.redact import dumps, redact
 
 # Run states
 RUN_RUNNING = "running"
@@ -345,7 +345,7 @@ def unwritable(path: Path, exc: BaseException) -> StateUnwritable:
 
 
 def _me() -> str:
-    from aep_ops.log import os_user
+    from aep_ops.base.log import os_user
 
     return os_user()
 
@@ -382,7 +382,7 @@ class _PostgresDb(_Db):
         import psycopg
         from psycopg.rows import dict_row
 
-        from aep_ops.errors import ConfigError
+        from aep_ops.base.errors import ConfigError
 
         self.dsn = dsn
         self._lock = threading.Lock()

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from aep_ops.errors import LockedError
+from aep_ops.base.errors import LockedError
 from aep_ops.engine.journal import now_iso
 
 

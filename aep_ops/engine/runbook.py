@@ -140,7 +140,7 @@ def load_all(extra_modules: list[str] | tuple[str, ...] = ()) -> dict[str, Runbo
 
 
 def get(runbook_id: str) -> Runbook:
-    from aep_ops.errors import UsageError
+    from aep_ops.base.errors import UsageError
 
     if runbook_id not in _REGISTRY:
         raise UsageError(f"no runbook '{runbook_id}' (see `inv runbooks.list`)")

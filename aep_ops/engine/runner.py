@@ -23,11 +23,11 @@ from aep_ops.engine.runbook import Runbook
 from aep_ops.engine.step import (CHANGED, DONE_STATES, FAILED, PENDING, RUNNING, UNCHANGED, OutputUnavailable,
                                  Plan, Step)
 from aep_ops.engine.timeouts import deadline, with_retries
-from aep_ops.errors import (AepError, ApprovalRequired, NotResumable, StepFailed, ToolMissing, UsageError,
+from aep_ops.base.errors import (AepError, ApprovalRequired, NotResumable, StepFailed, ToolMissing, UsageError,
                              VerificationFailed)
-from aep_ops.log import audit, bind, default_actor, get_logger, unbind
-from aep_ops.redact import redact
-from aep_ops.textfmt import STEP_LINE_WIDTH, duration, one_line, step_status
+from aep_ops.base.log import audit, bind, default_actor, get_logger, unbind
+from aep_ops.base.redact import redact
+from aep_ops.base.textfmt import STEP_LINE_WIDTH, duration, one_line, step_status
 
 log = get_logger(__name__)
 
@@ -103,7 +103,7 @@ def _bounded(param: Any, value: Any) -> Any:
     that every front door gets the same answer: ``--scale -3: expected a whole number from 0 to 1000``."""
     if param.kind not in (int, float) or value is None:
         return value
-    from aep_ops.numbers import number
+    from aep_ops.base.numbers import number
 
     low, high = param.bounds
     return number(f"--{param.name.replace('_', '-')}", value, param.kind, default=param.default,

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from aep_ops.errors import ExecutionError, NotResumable
+from aep_ops.base.errors import ExecutionError, NotResumable
 
 if TYPE_CHECKING:
     from aep_ops.engine.context import RunContext

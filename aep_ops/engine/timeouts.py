@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
-from aep_ops.errors import StepFailed
+from aep_ops.base.errors import StepFailed
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aep_ops.errors import StepFailed
+from aep_ops.base.errors import StepFailed
 
 # mktemp makes the file 0600 before a byte is written; chmod gives it its mode before the rename.
 WRITE = ('mkdir -p -- "$(dirname -- "$1")" && t=$(mktemp -- "$1.aep-ops.XXXXXX") &&'

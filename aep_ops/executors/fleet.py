@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
 
-from aep_ops.errors import AepError, CommandTimeout, UsageError
+from aep_ops.base.errors import AepError, CommandTimeout, UsageError
 from aep_ops.executors.base import CommandResult, Executor, FleetResult, HostOutcome
 
 T = TypeVar("T")

@@ -10,8 +10,8 @@ import subprocess
 import time
 from typing import Mapping, Sequence
 
-from aep_ops import processes
-from aep_ops.errors import CommandTimeout, ExecutionError, ToolMissing
+from aep_ops.base import processes
+from aep_ops.base.errors import CommandTimeout, ExecutionError, ToolMissing
 from aep_ops.executors.base import CommandResult
 
 

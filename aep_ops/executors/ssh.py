@@ -26,7 +26,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from aep_ops.errors import CommandTimeout, ExecutionError, HostKeyError, HostUnreachable
+from aep_ops.base.errors import CommandTimeout, ExecutionError, HostKeyError, HostUnreachable
 from aep_ops.executors.base import CommandResult
 from aep_ops.executors.sshfiles import UnusableIdentity, known_hosts_entries, load_identity
 

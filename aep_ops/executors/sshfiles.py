@@ -10,7 +10,7 @@ import os
 import threading
 from typing import Any, Callable
 
-from aep_ops.errors import ExecutionError
+from aep_ops.base.errors import ExecutionError
 
 
 class _FileVersionCache:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 from aep_ops.executors.base import CommandResult, FleetResult, HostOutcome
 
 DOCUMENT = "AWS-RunShellScript"

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from aep_ops.errors import ApprovalRequired, UsageError
+from aep_ops.base.errors import ApprovalRequired, UsageError
 from aep_ops.executors.base import FleetResult, HostOutcome
 from aep_ops.fleet.defaults import DEFAULT_TIMEOUT
 from aep_ops.fleet.fanout import run_ssh
@@ -60,7 +60,7 @@ def run_command(settings: Any, command: str, *, role: str | None = None, hosts: 
                 timeout: float = DEFAULT_TIMEOUT, via: str = "ssh", yes: bool = False) -> FleetRun:
     """Run a shell command (as the user typed it) on every chosen host; audited, and
     refused in production without ``yes`` before any host is contacted."""
-    from aep_ops.log import audit
+    from aep_ops.base.log import audit
 
     command = (command or "").strip()
     if not command:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 from aep_ops.executors.base import FleetResult
 from aep_ops.fleet.inventory import Host, executor_for
 

@@ -10,7 +10,7 @@ import shlex
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from aep_ops.errors import ConfigError, HostKeyError, HostUnreachable, UsageError
+from aep_ops.base.errors import ConfigError, HostKeyError, HostUnreachable, UsageError
 
 
 @dataclass(frozen=True)

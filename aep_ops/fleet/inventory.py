@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
-from aep_ops.errors import ConfigError, UsageError
+from aep_ops.base.errors import ConfigError, UsageError
 from aep_ops.fleet.defaults import DEFAULT_PARALLEL
 
 if TYPE_CHECKING:  # pragma: no cover

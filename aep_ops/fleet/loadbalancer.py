@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
 from aep_ops.aws.clients import AwsTimeout, aws_errors, client
-from aep_ops.errors import ConfigError, StepFailed
+from aep_ops.base.errors import ConfigError, StepFailed
 
 if TYPE_CHECKING:  # pragma: no cover
     from aep_ops.fleet.inventory import Host

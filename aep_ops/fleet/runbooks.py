@@ -20,8 +20,8 @@ import sys
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import ApprovalRequired, VerificationFailed
-from aep_ops.log import audit
+from aep_ops.base.errors import ApprovalRequired, VerificationFailed
+from aep_ops.base.log import audit
 
 
 def _where(ctx: RunContext) -> tuple[str, int, str]:
@@ -117,7 +117,7 @@ class EnsureTrusted(Step):
 def trust(ctx: RunContext, *, host: str = "", port: int = 0, known_hosts: str | None = None) -> None:
     """Which host and which file, before anything is read or written."""
     from aep_ops.fleet.hostkeys import trust_target
-    from aep_ops.errors import refuse_blank
+    from aep_ops.base.errors import refuse_blank
     from aep_ops.fleet.sshsetup import KNOWN_HOSTS_BLANK
 
     if not ctx.options.resume:

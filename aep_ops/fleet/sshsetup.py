@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aep_ops.errors import ConfigError, refuse_blank
+from aep_ops.base.errors import ConfigError, refuse_blank
 
 KNOWN_HOSTS_BLANK = "name the file, or leave the flag out for ssh.known_hosts"
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Iterator
 
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 from aep_ops.logs.keys import ROTATED, host_prefix
 from aep_ops.logs.linetime import line_time
 from aep_ops.logs.settings import Source
@@ -184,7 +184,7 @@ def _sources_of(s3: Any, bucket_name: str, keys: list[str], files: Any, source: 
     """S3's objects, then the rotated files S3 does not have yet, then the live files."""
     import sys
 
-    from aep_ops.errors import AepError
+    from aep_ops.base.errors import AepError
 
     shipped = {posixpath.basename(k).removesuffix(".gz") for k in keys}
     for key in keys:

@@ -19,7 +19,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import IO, Any
 
-from aep_ops.errors import StepFailed
+from aep_ops.base.errors import StepFailed
 from aep_ops.logs.keys import ROTATED
 from aep_ops.logs.render import INDEX_DIR
 

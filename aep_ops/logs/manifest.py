@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from aep_ops.log import append_whole
+from aep_ops.base.log import append_whole
 
 
 class Manifest:

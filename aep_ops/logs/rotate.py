@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from aep_ops.errors import StepFailed
+from aep_ops.base.errors import StepFailed
 from aep_ops.executors.files import read_file, remove_file, write_file
 
 RUN_TIMEOUT = 3600

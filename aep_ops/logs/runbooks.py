@@ -55,7 +55,7 @@ def ship(ctx: RunContext, *, role: str | None = None, paths: str | None = None, 
          max_bandwidth: str | None = None) -> None:
     from datetime import datetime, timezone
 
-    from aep_ops.errors import refuse_blank
+    from aep_ops.base.errors import refuse_blank
     from aep_ops.logs.settings import bucket as bucket_of
 
     refuse_blank("--paths", paths, "give a glob of rotated files, or leave the flag out to ship every one")
@@ -79,7 +79,7 @@ def retention(ctx: RunContext, *, bucket: str | None = None, role: str | None = 
 
 def bandwidth(value: str | None) -> int | None:
     """``--max-bandwidth`` in bytes per second (None: no cap); at least 64 KB/s."""
-    from aep_ops.errors import UsageError, refuse_blank
+    from aep_ops.base.errors import UsageError, refuse_blank
 
     refuse_blank("--max-bandwidth", value, "give a rate such as 20MB, or leave the flag out for no cap")
     if value is None:

@@ -13,7 +13,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-from aep_ops.errors import ConfigError, UsageError
+from aep_ops.base.errors import ConfigError, UsageError
 
 LOCAL_ROLE = "local"
 DEFAULTS = {"sse": "AES256", "audit_retention_days": 365, "noncurrent_days": 7, "local_retention_days": 7,
@@ -117,7 +117,7 @@ def sources(settings: Any, role: str | None = None) -> list[Source]:
 
 
 def bucket(settings: Any, flag: str | None = None) -> str:
-    from aep_ops.errors import refuse_blank
+    from aep_ops.base.errors import refuse_blank
 
     refuse_blank("--bucket", flag, "name the S3 bucket, or leave the flag out to use logs.bucket")
     name = flag or logs_settings(settings).get("bucket")

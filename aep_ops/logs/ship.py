@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from aep_ops.errors import StepFailed
+from aep_ops.base.errors import StepFailed
 from aep_ops.logs import checksums, s3put
 from aep_ops.logs.hostfiles import HostFiles, RotatedFile
 from aep_ops.logs.keys import object_key

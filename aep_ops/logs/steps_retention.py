@@ -6,7 +6,7 @@ from __future__ import annotations
 import posixpath
 
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import StepFailed, VerificationFailed
+from aep_ops.base.errors import StepFailed, VerificationFailed
 from aep_ops.logs.s3put import s3_for
 
 # Shipped files older than $1 minutes in each shipped/ directory of the globs after it: listed

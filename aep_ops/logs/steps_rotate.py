@@ -4,7 +4,7 @@ by ``logrotate -d`` first), then logrotate run with its own state file."""
 from __future__ import annotations
 
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import StepFailed, VerificationFailed
+from aep_ops.base.errors import StepFailed, VerificationFailed
 
 
 def _wanted(ctx, host, host_sources) -> str:

@@ -4,7 +4,7 @@ multipart uploads, then every ready rotated file of every host shipped exactly o
 from __future__ import annotations
 
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import StepFailed
+from aep_ops.base.errors import StepFailed
 
 
 def _values(ctx):

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aep_ops.errors import ApprovalRequired, UsageError
-from aep_ops.log import audit, default_actor
+from aep_ops.base.errors import ApprovalRequired, UsageError
+from aep_ops.base.log import audit, default_actor
 
 
 def abandon_rollout(settings: Any, run_id: str, *, reason: str, yes: bool = False) -> dict[str, Any]:

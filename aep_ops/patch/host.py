@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from aep_ops.errors import AepError, CommandTimeout, ExecutionError, HostKeyError, HostUnreachable, StepFailed
-from aep_ops.log import get_logger
+from aep_ops.base.errors import AepError, CommandTimeout, ExecutionError, HostKeyError, HostUnreachable, StepFailed
+from aep_ops.base.log import get_logger
 from aep_ops.patch.state import DONE, FAILED, PENDING, UP_TO_DATE
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -17,8 +17,8 @@ from typing import Any, Callable
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import StepFailed, UsageError, VerificationFailed
-from aep_ops.log import audit, get_logger
+from aep_ops.base.errors import StepFailed, UsageError, VerificationFailed
+from aep_ops.base.log import audit, get_logger
 from aep_ops.patch.host import HostPatch, PatchConfig, health_probe, pending_packages
 from aep_ops.patch.state import RolloutState, host_dicts, left_out_of_service, state_path
 

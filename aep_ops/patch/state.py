@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from aep_ops.errors import StepFailed
-from aep_ops.redact import redact_obj
+from aep_ops.base.errors import StepFailed
+from aep_ops.base.redact import redact_obj
 
 # Host states (the transitions in between are patch_host.AFTER's values).
 PENDING = "pending"
@@ -180,7 +180,7 @@ def rollout_status(settings: Any, run_id: str | None = None) -> dict[str, Any]:
     """Each host's state in a rollout (default: the newest on this environment), from its
     state file, or from the journaled plan when the run never touched a host."""
     from aep_ops.engine.journal import Journal
-    from aep_ops.errors import UsageError
+    from aep_ops.base.errors import UsageError
 
     journal = Journal.open(settings)
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from aep_ops.errors import ToolMissing
+from aep_ops.base.errors import ToolMissing
 
 DEFAULT_BINDIR = "/usr/lib/postgresql/15/bin"
 BINDIR_ENV = "AEP_PG_BINDIR"

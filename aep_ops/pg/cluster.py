@@ -18,11 +18,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from aep_ops import netports
-from aep_ops.errors import CommandTimeout, ExecutionError, StepFailed, UsageError, VerificationFailed
+from aep_ops.base import netports
+from aep_ops.base.errors import CommandTimeout, ExecutionError, StepFailed, UsageError, VerificationFailed
 from aep_ops.executors.base import CommandResult
 from aep_ops.executors.local import LocalExecutor
-from aep_ops.log import get_logger
+from aep_ops.base.log import get_logger
 from aep_ops.pg import facts, fsutil
 from aep_ops.pg.bin import pg_bin
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from aep_ops import redact
-from aep_ops.errors import AepError, CommandTimeout, ExecutionError, HostUnreachable, StepFailed
+from aep_ops.base import redact
+from aep_ops.base.errors import AepError, CommandTimeout, ExecutionError, HostUnreachable, StepFailed
 
 if TYPE_CHECKING:
     import psycopg

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from aep_ops.errors import CommandTimeout
+from aep_ops.base.errors import CommandTimeout
 from aep_ops.pg.connect import wrap_errors
 
 if TYPE_CHECKING:

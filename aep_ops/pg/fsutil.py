@@ -15,7 +15,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 
 
 def _ids(owner: str | None, group: str | None) -> tuple[int, int]:

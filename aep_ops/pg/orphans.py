@@ -15,9 +15,9 @@ import signal
 from pathlib import Path
 from typing import Callable
 
-from aep_ops import processes
-from aep_ops.errors import StepFailed
-from aep_ops.log import get_logger
+from aep_ops.base import processes
+from aep_ops.base.errors import StepFailed
+from aep_ops.base.log import get_logger
 
 log = get_logger(__name__)
 

@@ -18,10 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from aep_ops.log import get_logger
+from aep_ops.base.log import get_logger
 
-from aep_ops import redact
-from aep_ops.errors import StepFailed, ToolMissing, UsageError, VerificationFailed
+from aep_ops.base import redact
+from aep_ops.base.errors import StepFailed, ToolMissing, UsageError, VerificationFailed
 from aep_ops.executors.base import CommandResult
 from aep_ops.executors.local import LocalExecutor
 from aep_ops.pg import fsutil
@@ -221,7 +221,7 @@ def _stanzas(text: str, stanza: str) -> list[dict[str, Any]]:
 
 def format_target_time(when: datetime) -> str:
     """A recovery target both pgBackRest and PostgreSQL parse, always with an explicit offset."""
-    from aep_ops.timefmt import aware_utc
+    from aep_ops.base.timefmt import aware_utc
 
     return aware_utc(when).strftime("%Y-%m-%d %H:%M:%S.%f+00")
 

@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable
 
-from aep_ops.textfmt import duration, size
+from aep_ops.base.textfmt import duration, size
 
 MAX_ENTRIES = 2_000_000  # a walk stops counting here (a data directory has far fewer files)
 
@@ -251,7 +251,7 @@ class Watch:
                 self._event(line, self.throttle.fields(now))
 
     def _draw(self, line: str, end: str = "") -> None:
-        from aep_ops.redact import redact
+        from aep_ops.base.redact import redact
 
         text = f"      {redact(line)}"
         pad = " " * max(0, self._drawn - len(text))
@@ -260,8 +260,8 @@ class Watch:
         self._drawn = 0 if end else len(text)
 
     def _event(self, line: str, fields: dict[str, Any], **extra: Any) -> None:
-        from aep_ops.log import get_logger
-        from aep_ops.redact import redact
+        from aep_ops.base.log import get_logger
+        from aep_ops.base.redact import redact
 
         get_logger("aep_ops.engine").info("step.progress", message=redact(line), **fields, **self.event_fields,
                                           **extra)
@@ -281,7 +281,7 @@ class Watch:
 def _quietly(func: Callable[[], Any]) -> None:
     """Run ``func`` in the work's thread; its failure is progress's, never the work's. Except
     aep-ops's own errors: a step timeout (SIGALRM) can land here, and it belongs to the step."""
-    from aep_ops.errors import AepError
+    from aep_ops.base.errors import AepError
 
     try:
         func()

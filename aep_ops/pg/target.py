@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Sequence
 
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 from aep_ops.pg.pgbackrest import Backup
-from aep_ops.timefmt import EXAMPLE_TARGET as EXAMPLE, ago, aware_utc, utc_z
+from aep_ops.base.timefmt import EXAMPLE_TARGET as EXAMPLE, ago, aware_utc, utc_z
 
 # pgBackRest records backup stop times in whole seconds: the real end of a backup can be
 # up to a second after the recorded one, so a backup counts only if it ended this much

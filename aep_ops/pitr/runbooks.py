@@ -14,7 +14,7 @@ from aep_ops.db.backends import backend_class, backend_for, name_taken, restore_
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 
 
 def _target(ctx: RunContext) -> datetime:
@@ -28,7 +28,7 @@ class ValidateTarget(Step):
     def check(self, ctx):
         found = backend_for(ctx.settings).check_target(_target(ctx))
         lag = found["archive_lag_seconds"]
-        from aep_ops.textfmt import duration
+        from aep_ops.base.textfmt import duration
 
         return Plan.unchanged(f"restorable from {found['backup_label']} (archive lag "
                               f"{'unknown' if lag is None else duration(lag)})", **found)

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from typing import Any, Callable
 
 from aep_ops.engine.runbook import Runbook
-from aep_ops.errors import refuse_blank
+from aep_ops.base.errors import refuse_blank
 from aep_ops.tasks.frontdoor import (EXIT_FAILED, RUN_STATUS_EXIT, check_output_path, front_door, load_settings,
                                      print_json, stdout_gone, write_json)
 
@@ -29,7 +29,7 @@ COMMON_HELP = {
 }
 COMMON = ("env", "dry_run", "resume", "yes", "set", "json", "json_file")
 READ_ONLY_DROPS = ("dry_run", "resume", "yes")  # meaningless for a runbook that only looks (doctor)
-NUMBERS = {int: "a whole number", float: "a number"}  # parameter kinds parsed by aep_ops.numbers.number
+NUMBERS = {int: "a whole number", float: "a number"}  # parameter kinds parsed by aep_ops.base.numbers.number
 
 
 def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = None) -> Any:
@@ -94,7 +94,7 @@ def shown(result: Any) -> Any:
     """The run's result with every secret masked, for every renderer and the JSON alike: a step's
     plan, outputs and the run's summary hold what the step wrote (a DSN with its password), and a
     renderer prints them as plain text, which no JSON-only masking reaches."""
-    from aep_ops.redact import redact_obj
+    from aep_ops.base.redact import redact_obj
 
     return redact_obj(result)
 
@@ -102,7 +102,7 @@ def shown(result: Any) -> Any:
 def _typed(rb: Runbook, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Runbook parameters only, converted to the type of their default (invoke passes strings);
     the engine checks their bounds."""
-    from aep_ops.numbers import number
+    from aep_ops.base.numbers import number
 
     out = {}
     for p in rb.params:
@@ -117,7 +117,7 @@ def _typed(rb: Runbook, kwargs: dict[str, Any]) -> dict[str, Any]:
 def outcome_line(result: Any) -> str:
     """The run's last line (stderr): how it ended and what to do next, in one line. Not the error
     itself: the result above (or the JSON) already says it, and a timer's reader takes this line whole."""
-    from aep_ops.textfmt import flat
+    from aep_ops.base.textfmt import flat
 
     failed = [s for s in result.steps if s.status == "failed"]
     where = f" in run {result.run_id}" if result.run_id else ""
@@ -138,7 +138,7 @@ def render_result(result: Any, settings: Any) -> None:
     """Plain text on stdout: the plan of a dry run, or each step's outcome, one line each (cut to
     the width on a terminal); a failed step's error is said here in full, its further lines
     indented under it. The step's id and Markdown anchor are in ``runs.show`` and ``--json``."""
-    from aep_ops.textfmt import STEP_LINE_WIDTH, flat, lines, one_line, step_status
+    from aep_ops.base.textfmt import STEP_LINE_WIDTH, flat, lines, one_line, step_status
 
     out = sys.stdout
     width = STEP_LINE_WIDTH if getattr(out, "isatty", lambda: False)() else None
@@ -172,7 +172,7 @@ def _check_steps(runbook_id: str) -> set[str]:
     """The ids of the runbook's checks (its soft steps; every step of a read-only runbook): their
     "unchanged" reads "passed"."""
     from aep_ops.engine.runbook import get
-    from aep_ops.errors import UsageError as NoSuchRunbook
+    from aep_ops.base.errors import UsageError as NoSuchRunbook
 
     try:
         rb = get(runbook_id)

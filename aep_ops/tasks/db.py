@@ -46,7 +46,7 @@ def psql(c, env=None, set=None):
     import shutil
 
     with front_door():
-        from aep_ops.errors import ToolMissing
+        from aep_ops.base.errors import ToolMissing
         from aep_ops.pg.bin import resolve_bindir
 
         settings = load_settings(env, set or [])

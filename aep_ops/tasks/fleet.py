@@ -16,7 +16,7 @@ from invoke.exceptions import Exit
 
 from aep_ops.fleet.defaults import DEFAULT_PARALLEL, DEFAULT_TIMEOUT
 from aep_ops.fleet.sshsetup import ssh_file_flags
-from aep_ops.numbers import number
+from aep_ops.base.numbers import number
 from aep_ops.tasks.frontdoor import EXIT_FAILED, front_door, load_settings, print_json
 
 _COMMON_HELP = {

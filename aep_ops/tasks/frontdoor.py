@@ -11,9 +11,9 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator
 
-from aep_ops.errors import (AepError, ApprovalRequired, ConfigError, LockedError, SecretError, ToolMissing,
+from aep_ops.base.errors import (AepError, ApprovalRequired, ConfigError, LockedError, SecretError, ToolMissing,
                             UsageError, VerificationFailed, refuse_blank)
-from aep_ops.redact import dumps, redact
+from aep_ops.base.redact import dumps, redact
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -60,13 +60,13 @@ def front_door() -> Iterator[None]:
         stdout_gone()
         raise Exit(code=EXIT_OK) from None
     except AepError as exc:
-        from aep_ops.textfmt import flat  # one whole line, a multi-line PostgreSQL error included
+        from aep_ops.base.textfmt import flat  # one whole line, a multi-line PostgreSQL error included
 
         raise Exit(f"error: {flat(redact(str(exc)))}", code=exit_code_for(exc)) from None
     except KeyboardInterrupt:
         raise Exit("interrupted", code=EXIT_FAILED) from None
     except Exception as exc:  # a bug: the details go to the log file, one line to the user
-        from aep_ops.log import get_logger
+        from aep_ops.base.log import get_logger
 
         get_logger("aep_ops.cli").exception("internal_error")
         raise Exit(f"internal error: {type(exc).__name__}: {redact(str(exc))}"
@@ -104,7 +104,8 @@ def _skip_final_gc() -> None:
 
 def load_settings(env: str | None, overrides: list[str] | None = None):  # -> aep_ops.config.Settings
     """Settings for this invocation, with logging configured for its state directory."""
-    from aep_ops import config, log
+    from aep_ops import config
+    from aep_ops.base import log
 
     refuse_blank("--env", env, "name an environment (see `inv config.show`), or leave the flag out for 'local'")
     settings = config.load(env, overrides or [])

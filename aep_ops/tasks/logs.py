@@ -21,7 +21,7 @@ def fetch(c, env=None, host=None, since="30m", until=None, grep=None, role=None,
         import sys
         from datetime import datetime, timezone
 
-        from aep_ops.errors import UsageError, refuse_blank
+        from aep_ops.base.errors import UsageError, refuse_blank
         from aep_ops.fleet.inventory import role_flag
         from aep_ops.logs.fetch import collect, when
 

@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from aep_ops.tasks.adapter import render_result
-from aep_ops.textfmt import STEP_LINE_WIDTH, duration, lines, one_line
+from aep_ops.base.textfmt import STEP_LINE_WIDTH, duration, lines, one_line
 
 
 def render_doctor(result: Any, settings: Any) -> None:

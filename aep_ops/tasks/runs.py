@@ -12,10 +12,10 @@ from dataclasses import asdict
 from invoke import task
 from invoke.exceptions import Exit
 
-from aep_ops.numbers import number
+from aep_ops.base.numbers import number
 from aep_ops.tasks.frontdoor import EXIT_USAGE, front_door, load_settings, print_json
 from aep_ops.tasks.yamltext import inline
-from aep_ops.textfmt import lines, one_line
+from aep_ops.base.textfmt import lines, one_line
 
 MAX_LIMIT = 10_000
 ERROR_CHARS = 80  # of the first line of a run's error in runs.list

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aep_ops.processes import stop_child
+from aep_ops.base.processes import stop_child
 from aep_ops.testing.ports import free_port
 
 MODERN = "TLSv1.2 TLSv1.3"

@@ -8,7 +8,7 @@ reserved with an fcntl lock file under /tmp held for the life of this process (t
 sessions on one machine never take the same port; the lock goes away with the process, even
 after a SIGKILL) and checked free by bind, on 127.0.0.1 and ::1, before it is handed out.
 A port is never handed out twice in one process. Lowest first: the servers aep-ops itself
-starts (restored copies, aep_ops/netports.py) take theirs from the top.
+starts (restored copies, aep_ops/base/netports.py) take theirs from the top.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 import threading
 from pathlib import Path
 
-from aep_ops.netports import EPHEMERAL_RANGE_FILE, LOWEST, bindable, ephemeral_range, non_ephemeral_ports
+from aep_ops.base.netports import EPHEMERAL_RANGE_FILE, LOWEST, bindable, ephemeral_range, non_ephemeral_ports
 
 LOCK_DIR = Path("/tmp/aep-ops-test-ports")
 __all__ = ["bindable", "candidate_ports", "claim", "ephemeral_range", "free_port"]

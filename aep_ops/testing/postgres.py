@@ -18,12 +18,12 @@ from typing import Any, Iterator, Mapping
 
 import pytest
 
-from aep_ops.errors import StepFailed, ToolMissing
+from aep_ops.base.errors import StepFailed, ToolMissing
 from aep_ops.pg import fsutil
 from aep_ops.pg.bin import require
 from aep_ops.pg.cluster import LocalCluster
 from aep_ops.pg.pgbackrest import PGBACKREST, PgBackRest, PgBackRestConfig
-from aep_ops.netports import port_taken
+from aep_ops.base.netports import port_taken
 from aep_ops.testing.ports import free_port
 
 OS_USER = "postgres"

@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from aep_ops.processes import stop_child
+from aep_ops.base.processes import stop_child
 from aep_ops.testing.ports import free_port
 
 NGINX_CONF = """\

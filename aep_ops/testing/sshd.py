@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from aep_ops.errors import ToolMissing
+from aep_ops.base.errors import ToolMissing
 from aep_ops.testing.ports import claim
 
 if TYPE_CHECKING:  # pragma: no cover

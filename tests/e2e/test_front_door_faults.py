@@ -138,7 +138,7 @@ def test_a_full_disk_is_one_line_the_run_settled_and_the_log_whole(cli, state_di
 
 
 def test_the_log_file_never_keeps_half_a_line(tmp_path):
-    code = ("import sys; from pathlib import Path; from aep_ops import log\n"
+    code = ("import sys; from pathlib import Path; from aep_ops.base import log\n"
             "log.configure(Path(sys.argv[1]), tty=False, stream=open('/dev/null', 'w'))\n"
             "for i in range(400): log.get_logger('t').info('event', n=i, pad='x' * 100)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,

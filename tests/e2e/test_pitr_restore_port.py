@@ -9,7 +9,8 @@ import socket
 from contextlib import contextmanager
 from typing import Iterator
 
-from aep_ops import config, netports
+from aep_ops import config
+from aep_ops.base import netports
 from aep_ops.db import locations
 from aep_ops.db.backends import local
 from tests.support.pitr_source import labels, target_between

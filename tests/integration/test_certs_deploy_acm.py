@@ -14,7 +14,7 @@ from aep_ops.certs import store
 from aep_ops.certs.acm import CLOUDFRONT_REGION
 from aep_ops.certs.deploy_acm import AcmImportRefused, acm_plan, deploy_to_acm, normalize_serial
 from aep_ops.config.settings import load
-from aep_ops.errors import StepFailed, VerificationFailed
+from aep_ops.base.errors import StepFailed, VerificationFailed
 from aep_ops.testing.tlscerts import LeafFiles, TestPki
 from tests.conftest import write_config
 

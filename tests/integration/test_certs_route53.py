@@ -17,7 +17,7 @@ from cryptography import x509
 
 from aep_ops.certs.acme_issue import AcmeError, issue
 from aep_ops.certs.route53 import Route53Challenge, quoted
-from aep_ops.errors import AepError, ConfigError
+from aep_ops.base.errors import AepError, ConfigError
 from aep_ops.testing.route53dns import HOST, Route53DnsServer
 from tests.support.route53_pebble import route53_dns, route53_pebble  # noqa: F401 (fixtures)
 

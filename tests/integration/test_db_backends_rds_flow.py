@@ -22,7 +22,7 @@ import pytest
 
 from aep_ops import config
 from aep_ops.aws import client
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 from aep_ops.pg.connect import connect
 from aep_ops.db.backends.rds_facts import (
     TAG_CREATED_BY, check_backups, endpoint_for_verification, source_facts, utcnow, validate_restore_request,

@@ -209,7 +209,7 @@ def test_hashed_and_multi_name_known_hosts_entries_are_honoured(ssh_host_factory
 
 
 def test_a_key_added_to_known_hosts_is_seen_by_the_same_process(ssh_host_factory, tmp_path):
-    from aep_ops.errors import HostKeyError
+    from aep_ops.base.errors import HostKeyError
 
     host = ssh_host_factory()
     known = tmp_path / "known_hosts"

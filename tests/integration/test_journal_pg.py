@@ -14,7 +14,7 @@ from aep_ops.demo.runbooks import greet
 from aep_ops.engine.runner import run_runbook
 from aep_ops.engine.journal import Journal
 from aep_ops.engine.lock import AdvisoryLock, Holder
-from aep_ops.errors import LockedError
+from aep_ops.base.errors import LockedError
 from tests.conftest import write_config
 from tests.support.processes import spawned, wait_for_output
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from aep_ops.errors import HostUnreachable, StepFailed, UsageError, VerificationFailed
+from aep_ops.base.errors import HostUnreachable, StepFailed, UsageError, VerificationFailed
 from aep_ops.pg import facts
 from aep_ops.pg.cluster import LocalCluster
 from aep_ops.pg.connect import connect

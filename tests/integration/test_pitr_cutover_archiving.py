@@ -22,7 +22,7 @@ from psycopg import sql
 from aep_ops import config
 from aep_ops.db import locations
 from aep_ops.db.backends import local_cutover
-from aep_ops.errors import CommandTimeout
+from aep_ops.base.errors import CommandTimeout
 from aep_ops.pg import facts
 
 pytestmark = pytest.mark.slow

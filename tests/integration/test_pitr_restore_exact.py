@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from psycopg import sql
 
-from aep_ops.errors import UsageError, VerificationFailed
+from aep_ops.base.errors import UsageError, VerificationFailed
 from aep_ops.pg import facts, fsutil, schema
 from aep_ops.pg.target import STOP_RESOLUTION, validate_target
 from aep_ops.testing.postgres import ClusterFactory

@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from aep_ops.textfmt import size as format_bytes
+from aep_ops.base.textfmt import size as format_bytes
 from aep_ops.testing.postgres import free_port, stop_clusters_under
 from tests.conftest import BIN, REPO
 from tests.support.pitr_source import target_between

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from aep_ops import config
-from aep_ops.errors import SecretError
+from aep_ops.base.errors import SecretError
 from tests.conftest import write_config
 
 SECRET = "sm-canary-\"q\"-7f3e"  # a quote: the value must come back exactly, and be masked

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from aep_ops.errors import CommandTimeout, ExecutionError, HostKeyError, HostUnreachable
+from aep_ops.base.errors import CommandTimeout, ExecutionError, HostKeyError, HostUnreachable
 from aep_ops.executors.fleet import run_on_all
 from aep_ops.executors.ssh import remote_command
 from aep_ops.testing.sshd import generate_key, known_hosts_line, public_key_fingerprint

@@ -187,7 +187,7 @@ def test_more_than_50_instances_are_sent_in_batches():
 
 @pytest.mark.parametrize("ids, command", [([], "true"), (["i-1"], "  ")])
 def test_nothing_to_send_is_a_usage_error(ids, command):
-    from aep_ops.errors import UsageError
+    from aep_ops.base.errors import UsageError
 
     with pytest.raises(UsageError):
         run_via_ssm(object(), ids, command)

@@ -19,8 +19,8 @@ import logging
 
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import StepFailed
-from aep_ops.log import get_logger
+from aep_ops.base.errors import StepFailed
+from aep_ops.base.log import get_logger
 
 log = get_logger(__name__)
 

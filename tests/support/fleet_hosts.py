@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import pytest
 
-from aep_ops import processes
+from aep_ops.base import processes
 from tests.conftest import write_config
 
 ENV_TEMPLATE = """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import StepFailed, UsageError
+from aep_ops.base.errors import StepFailed, UsageError
 
 
 class RefuseInStep(Step):

@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from aep_ops.processes import alive as process_alive, signal_each
+from aep_ops.base.processes import alive as process_alive, signal_each
 
-__all__ = ["process_alive"]  # the tests' name for aep_ops.processes.alive
+__all__ = ["process_alive"]  # the tests' name for aep_ops.base.processes.alive
 
 
 def pgrep(pattern: str) -> str:

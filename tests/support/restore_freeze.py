@@ -13,8 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
-from aep_ops import processes
-from aep_ops.processes import signal_each
+from aep_ops.base import processes
+from aep_ops.base.processes import signal_each
 from tests.conftest import BIN, REPO
 from tests.support.processes import pids, spawned, wait_applying, wait_for_process
 

@@ -8,7 +8,7 @@ part, or written in a form this module does not list, still shows through them.
 
 One canary per reference kind: ``env:`` and ``file:`` as written, ``aws-sm:`` on the moto server,
 ``vault:`` on a stand-in for Vault's KV v2 read call (there is no Vault server package for
-Debian, and HashiCorp's licence keeps it out of this project: ``aep_ops.vault`` is a plain
+Debian, and HashiCorp's licence keeps it out of this project: ``aep_ops.base.vault`` is a plain
 HTTP client, so a real HTTP server answering its one GET is what it talks to). The Vault token
 is a canary too.
 """

@@ -1,4 +1,4 @@
-"""Numeric flags (issue 8 items 11, 12): ``aep_ops.numbers.number`` is the one parser and the one bound
+"""Numeric flags (issue 8 items 11, 12): ``aep_ops.base.numbers.number`` is the one parser and the one bound
 check, and every runbook declares the range of its numeric parameters with ``@runbook(bounds=...)``."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 
 from aep_ops.engine import runbook as registry
 from aep_ops.engine.runbook import runbook
-from aep_ops.errors import UsageError
-from aep_ops.numbers import number
+from aep_ops.base.errors import UsageError
+from aep_ops.base.numbers import number
 
 
 @pytest.mark.parametrize("flag, value, kind, bounds, message", [

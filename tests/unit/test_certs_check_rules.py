@@ -9,7 +9,7 @@ from aep_ops.certs.endpoints import Endpoint, parse_endpoint, probe_name
 from aep_ops.certs.findings import name_covered
 from aep_ops.certs.metrics import render
 from aep_ops.certs.probe import legacy_offer_problem
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 
 
 @pytest.mark.parametrize("spec, expected", [

@@ -13,7 +13,7 @@ import pytest
 from aep_ops.certs import store
 from aep_ops.certs.renewal import acme_settings, selected
 from aep_ops.certs.webroot import WebrootChallenge
-from aep_ops.errors import ConfigError, StateUnwritable, StepFailed, UsageError
+from aep_ops.base.errors import ConfigError, StateUnwritable, StepFailed, UsageError
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from aep_ops import config
-from aep_ops.errors import ConfigError, UsageError
-from aep_ops.secrets import SecretRef
+from aep_ops.base.errors import ConfigError, UsageError
+from aep_ops.base.secrets import SecretRef
 from tests.conftest import write_config
 
 

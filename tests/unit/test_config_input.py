@@ -11,7 +11,7 @@ import pytest
 from aep_ops import config
 from aep_ops.config import settings
 from aep_ops.config.schema import SCHEMA, Field, ListOf, MapOf, Section, preview
-from aep_ops.errors import ConfigError, UsageError
+from aep_ops.base.errors import ConfigError, UsageError
 from tests.conftest import write_config
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from aep_ops import config
-from aep_ops.errors import ConfigError
+from aep_ops.base.errors import ConfigError
 
 
 def test_the_environment_relative_form_sets_the_runs_environment():

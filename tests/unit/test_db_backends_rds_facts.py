@@ -16,7 +16,7 @@ from botocore.stub import Stubber
 
 from aep_ops import config
 from aep_ops.aws import AwsAccessDenied, AwsError, AwsTimeout, client
-from aep_ops.errors import ConfigError, UsageError
+from aep_ops.base.errors import ConfigError, UsageError
 from aep_ops.db.backends.rds_facts import (
     Endpoint, archive_lag, check_backups, endpoint_for_verification, required_retention_days, source_facts,
     validate_restore_request,
@@ -446,7 +446,7 @@ def test_unreachable_endpoint_and_bad_parameters_are_translated_without_values(m
     from botocore.exceptions import ParamValidationError
 
     from aep_ops.aws import translate
-    from aep_ops.errors import HostUnreachable
+    from aep_ops.base.errors import HostUnreachable
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
@@ -484,7 +484,7 @@ def test_the_drill_waits_until_rds_can_restore_its_target(rds):
 
 
 def test_a_target_rds_never_reaches_fails_the_step_with_what_to_check(rds):
-    from aep_ops.errors import StepFailed
+    from aep_ops.base.errors import StepFailed
 
     stub_facts(rds)
     with pytest.raises(StepFailed, match=r"aep-prod: LatestRestorableTime 2026-11-26T11:55:00\+00:00 did not reach"

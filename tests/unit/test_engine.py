@@ -13,7 +13,7 @@ from aep_ops.engine import journal as jr
 from aep_ops.engine.runbook import runbook, unregister
 from aep_ops.engine.runner import run_runbook
 from aep_ops.engine.step import Plan, Step
-from aep_ops.errors import ApprovalRequired, ExecutionError, LockedError, UsageError, VerificationFailed
+from aep_ops.base.errors import ApprovalRequired, ExecutionError, LockedError, UsageError, VerificationFailed
 from aep_ops.demo.runbooks import greet
 
 

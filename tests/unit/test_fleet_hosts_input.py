@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from aep_ops import config
-from aep_ops.errors import ConfigError, UsageError
+from aep_ops.base.errors import ConfigError, UsageError
 from aep_ops.fleet.inventory import EMPTY_HOSTS, EMPTY_ROLE, hosts_flag, hosts_for, parse_host_spec, role_flag
 from tests.conftest import write_config
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from invoke.exceptions import Exit
 
-from aep_ops.errors import (ApprovalRequired, ConfigError, ExecutionError, LockedError, SecretError, StepFailed,
+from aep_ops.base.errors import (ApprovalRequired, ConfigError, ExecutionError, LockedError, SecretError, StepFailed,
                             ToolMissing, UsageError, VerificationFailed)
 from aep_ops.tasks.frontdoor import RUN_STATUS_EXIT, front_door
 

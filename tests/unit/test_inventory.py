@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from aep_ops import config
-from aep_ops.errors import ConfigError, UsageError
+from aep_ops.base.errors import ConfigError, UsageError
 from aep_ops.fleet.inventory import DEFAULT_PARALLEL, Host, executor_for, hosts_for, parallel_for, parse_host_spec
 from aep_ops.testing.sshd import generate_key
 from tests.conftest import write_config

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from aep_ops.errors import CommandTimeout, ExecutionError, ToolMissing
+from aep_ops.base.errors import CommandTimeout, ExecutionError, ToolMissing
 from aep_ops.executors import local
 from aep_ops.executors.local import LocalExecutor, as_user
 from tests.support.fleet_hosts import HeldCommand, call_while_held

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from aep_ops import config, log
+from aep_ops import config
+from aep_ops.base import log
 from aep_ops.demo.runbooks import greet
 from aep_ops.engine.runner import run_runbook
 

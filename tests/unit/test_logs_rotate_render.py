@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from aep_ops.errors import ConfigError, UsageError
+from aep_ops.base.errors import ConfigError, UsageError
 from aep_ops.logs.render import DATEFORMAT, render
 from aep_ops.logs.rotate import parse
 from aep_ops.logs.settings import logs_settings, sources

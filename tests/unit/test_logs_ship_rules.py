@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 from aep_ops.logs import checksums
 from aep_ops.logs.keys import object_key
 from aep_ops.logs.linetime import line_time

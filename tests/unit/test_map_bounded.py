@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 from aep_ops.executors.fleet import map_bounded
 from tests.support.fleet_hosts import call_while_held
 

@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 from aep_ops.fleet.loadbalancer import load_balancer_for, waiter_config
 from aep_ops.patch.host import PatchConfig, next_step
 from aep_ops.patch.state import RolloutState, left_out_of_service, state_path

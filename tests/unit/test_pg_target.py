@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 from aep_ops.pg.pgbackrest import Backup
 from aep_ops.pg.target import parse_target_time, validate_target
 

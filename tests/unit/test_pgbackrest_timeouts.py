@@ -7,7 +7,7 @@ import pytest
 
 from aep_ops import config
 from aep_ops.db import locations
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 from aep_ops.pg.pgbackrest import Timeouts, render_config
 
 

@@ -13,7 +13,7 @@ import pytest
 from aep_ops import config
 from aep_ops.db.backends import restore_timeout
 from aep_ops.pg.progress import Throttle, Watch, dir_size, format_done, format_progress
-from aep_ops.textfmt import size
+from aep_ops.base.textfmt import size
 
 GiB, MiB = 2**30, 2**20
 

@@ -73,8 +73,7 @@ def test_a_new_area_package_is_found_without_touching_the_engine(tmp_path, monke
             del sys.modules[name]
 
 
-BASE = {"aep_ops.config", "aep_ops.errors", "aep_ops.log", "aep_ops.netports", "aep_ops.numbers", "aep_ops.processes",
-        "aep_ops.redact", "aep_ops.secrets", "aep_ops.textfmt", "aep_ops.timefmt", "aep_ops.vault"}
+BASE = {"aep_ops.config", "aep_ops.base"}
 INFRASTRUCTURE = {"aep_ops.pg", "aep_ops.aws", "aep_ops.executors", "aep_ops.db.backends", "aep_ops.db.locations",
                   "aep_ops.db.verify"}
 

@@ -8,9 +8,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from aep_ops.errors import ConfigError, SecretError
-from aep_ops.redact import redact
-from aep_ops.secrets import SecretRef, SecretResolver, parse_ref
+from aep_ops.base.errors import ConfigError, SecretError
+from aep_ops.base.redact import redact
+from aep_ops.base.secrets import SecretRef, SecretResolver, parse_ref
 
 
 def test_env_and_file_references(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from aep_ops import textfmt
+from aep_ops.base import textfmt
 from aep_ops.engine.runbook import load_all
 from aep_ops.engine.runner import RunResult, StepOutcome
 from aep_ops.tasks.adapter import outcome_line, render_result

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar
 
-from aep_ops.errors import ConfigError, UsageError, VerificationFailed
+from aep_ops.base.errors import ConfigError, UsageError, VerificationFailed
 
 
 class DatabaseBackend(ABC):

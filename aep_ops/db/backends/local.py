@@ -22,12 +22,12 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from aep_ops import netports
+from aep_ops.base import netports
 from aep_ops.db import locations
 from aep_ops.db.backends import DatabaseBackend, local_cutover, local_facts, name_taken
-from aep_ops.errors import StepFailed, UsageError, VerificationFailed
-from aep_ops.log import get_logger
-from aep_ops.timefmt import iso_from_timestamp
+from aep_ops.base.errors import StepFailed, UsageError, VerificationFailed
+from aep_ops.base.log import get_logger
+from aep_ops.base.timefmt import iso_from_timestamp
 
 log = get_logger(__name__)
 

@@ -31,8 +31,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from aep_ops.db import locations
-from aep_ops.errors import ExecutionError, StepFailed, UsageError, VerificationFailed
-from aep_ops.log import get_logger
+from aep_ops.base.errors import ExecutionError, StepFailed, UsageError, VerificationFailed
+from aep_ops.base.log import get_logger
 
 log = get_logger(__name__)
 
@@ -156,7 +156,7 @@ def _drop_auto_conf_archiving(cluster: Any) -> None:
 def _push_history(db: locations.LocalDb) -> str | None:
     """Archive the history file of the copy's timeline (made while archiving was off); idempotent
     (pgBackRest accepts a file it already holds with the same checksum)."""
-    from aep_ops import redact
+    from aep_ops.base import redact
     from aep_ops.pg import facts
 
     with db.cluster.connect(connect_timeout=5) as conn:

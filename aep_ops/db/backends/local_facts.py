@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from aep_ops.db import locations
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from aep_ops.db.backends import DatabaseBackend, name_taken
-from aep_ops.errors import ConfigError, StepFailed, UsageError, VerificationFailed
-from aep_ops.timefmt import iso_from_timestamp
+from aep_ops.base.errors import ConfigError, StepFailed, UsageError, VerificationFailed
+from aep_ops.base.timefmt import iso_from_timestamp
 
 
 class Backend(DatabaseBackend):

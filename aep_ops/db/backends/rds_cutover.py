@@ -13,10 +13,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from aep_ops import redact
+from aep_ops.base import redact
 from aep_ops.aws.clients import aws_errors
-from aep_ops.errors import UsageError
-from aep_ops.log import get_logger
+from aep_ops.base.errors import UsageError
+from aep_ops.base.log import get_logger
 
 log = get_logger(__name__)
 

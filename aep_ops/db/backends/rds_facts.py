@@ -14,9 +14,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
 from aep_ops.aws.clients import aws_errors, error_code
-from aep_ops.errors import ConfigError, UsageError
-from aep_ops.log import get_logger
-from aep_ops.timefmt import EXAMPLE_TARGET as EXAMPLE, ago, aware_utc
+from aep_ops.base.errors import ConfigError, UsageError
+from aep_ops.base.log import get_logger
+from aep_ops.base.timefmt import EXAMPLE_TARGET as EXAMPLE, ago, aware_utc
 
 log = get_logger(__name__)
 

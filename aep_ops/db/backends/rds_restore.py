@@ -17,9 +17,9 @@ from datetime import datetime
 from typing import Any, Iterator
 
 from aep_ops.aws.clients import AwsError, AwsTimeout, aws_errors, translate
-from aep_ops.errors import UsageError
-from aep_ops.log import get_logger
-from aep_ops.timefmt import aware_utc
+from aep_ops.base.errors import UsageError
+from aep_ops.base.log import get_logger
+from aep_ops.base.timefmt import aware_utc
 from aep_ops.db.backends.rds_facts import (
     CREATED_BY, TAG_CREATED_BY, TAG_RUN_ID, TAG_SOURCE, TAG_TARGET_TIME, Endpoint, SourceFacts, describe_instance,
     iso, tags_of, utcnow, validate_restore_request,

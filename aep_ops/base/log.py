@@ -5,7 +5,7 @@
   step progress for humans).
 - stdlib logging (paramiko, botocore, urllib3) goes through the same processor chain.
 - Every event carries run_id, runbook, step, env and actor (contextvars).
-- Every string is passed through ``aep_ops.redact`` last, so no resolved secret value
+- Every string is passed through ``aep_ops.base.redact`` last, so no resolved secret value
   can leave in a log line, whatever key it sits under.
 
 ``get_logger`` is lazy: importing structlog costs ~0.1 s, and listing tasks must not pay it.
@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from aep_ops.redact import dumps, redact_obj
+from aep_ops.base.redact import dumps, redact_obj
 
 CONTEXT_KEYS = ("run_id", "runbook", "step", "env", "actor")
 _configured: tuple | None = None
@@ -253,7 +253,7 @@ def audit(state_dir: Path, action: str, *, target: str, args: dict | None = None
         finally:
             os.close(fd)
     except OSError as exc:
-        from aep_ops.errors import StateUnwritable
+        from aep_ops.base.errors import StateUnwritable
 
         raise StateUnwritable(f"cannot write the audit log {path} ({exc.strerror or exc}); free space under"
                               f" {path.parent} or make it writable, then run again") from None

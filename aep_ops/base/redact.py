@@ -1,6 +1,6 @@
 """Masking of secret values wherever text leaves the process.
 
-Every secret resolved through ``aep_ops.secrets`` registers its value here; log
+Every secret resolved through ``aep_ops.base.secrets`` registers its value here; log
 events, journal records, exception messages and reports pass through ``redact``.
 Masking by value (not by key name) is what catches a password inside a DSN, an error
 message or a command line. The registry is process-wide on purpose: a secret resolved

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from aep_ops.errors import UsageError
+from aep_ops.base.errors import UsageError
 
 EXAMPLE_TARGET = "2026-11-26T09:41:00Z"
 

@@ -21,7 +21,7 @@ def number(flag: str, value: object, kind: type, *, default: Any = None, what: s
     above 0). NaN and infinity are never a number here. A bad value is one line naming the flag
     and the range (UsageError, exit 2), e.g. ``--scale -3: expected a whole number from 0 to 1000``."""
     from aep_ops.config.schema import describe_range, preview_text, show_number
-    from aep_ops.errors import UsageError
+    from aep_ops.base.errors import UsageError
 
     if value is None or value == "":
         return default

@@ -2,7 +2,7 @@
 
 Configuration holds references, never values. A reference is resolved only when a step
 uses it, cached for the rest of the process (one run), and registered with
-``aep_ops.redact`` so the value is masked in every log line, record and error.
+``aep_ops.base.redact`` so the value is masked in every log line, record and error.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from aep_ops import redact
-from aep_ops.errors import ConfigError, SecretError
+from aep_ops.base import redact
+from aep_ops.base.errors import ConfigError, SecretError
 
 SCHEMES = ("env", "file", "aws-sm", "vault")
 
@@ -112,7 +112,7 @@ class SecretResolver:
             raise SecretError(f"secret vault:{path}: name the key, e.g. vault:{path}#password")
         if not self._vault_addr or self._vault_token is None:
             raise SecretError(f"secret vault:{path}: set vault.addr and vault.token in the configuration")
-        from aep_ops.vault import read_kv2
+        from aep_ops.base.vault import read_kv2
 
         token = self.resolve(self._vault_token)
         data = read_kv2(self._vault_addr, token, path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from aep_ops.redact import redact
+from aep_ops.base.redact import redact
 
 STEP_LINE_WIDTH = 100  # columns of a step line on a terminal; the whole text is in the journal and the result
 ELLIPSIS = "..."  # ASCII: a timer's journal or a chat client may not be UTF-8

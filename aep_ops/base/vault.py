@@ -9,7 +9,7 @@ import json
 import urllib.error
 import urllib.request
 
-from aep_ops.errors import SecretError
+from aep_ops.base.errors import SecretError
 
 
 def read_kv2(addr: str, token: str, path: str, *, timeout: float = 5.0) -> dict:
