@@ -87,12 +87,12 @@ def floor(endpoint: str, files: list[Path], bucket: str) -> float:
     from boto3.s3.transfer import TransferConfig
     from s3transfer.manager import TransferManager
 
-    from aep_ops.aws.clients import _botocore_session
+    from aep_ops.aws.clients import botocore_session
 
     config = TransferConfig(multipart_threshold=THRESHOLD_MB << 20, multipart_chunksize=PART_MB << 20,
                             max_concurrency=CONCURRENCY)
     started = time.perf_counter()
-    s3 = boto3.session.Session(botocore_session=_botocore_session(None)).client(
+    s3 = boto3.session.Session(botocore_session=botocore_session(None)).client(
         "s3", endpoint_url=endpoint, region_name="eu-west-1")
     with TransferManager(s3, config) as manager:
         futures = [manager.upload(str(p), bucket, f"floor/{p.name}") for p in files]

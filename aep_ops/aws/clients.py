@@ -110,7 +110,7 @@ def client(source: Any, service: str, *, max_attempts: int | None = None,
         user_agent_appid=USER_AGENT_APPID,
     )
     try:
-        session = boto3.session.Session(botocore_session=_botocore_session(profile), region_name=region)
+        session = boto3.session.Session(botocore_session=botocore_session(profile), region_name=region)
         return session.client(service, endpoint_url=endpoint, config=config, verify=ca_bundle)
     except ProfileNotFound:
         raise ConfigError(
@@ -127,7 +127,7 @@ _LOADER: Any = None
 _LOADER_LOCK = threading.Lock()
 
 
-def _botocore_session(profile: str | None) -> Any:
+def botocore_session(profile: str | None) -> Any:
     """A new botocore session (credentials are resolved afresh: the environment may have changed)
     sharing one loader of botocore's service models: loading them is most of a client's making
     (~0.1 s each time, JSON parsed and data directories listed), the models never change."""

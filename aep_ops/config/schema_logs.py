@@ -18,7 +18,7 @@ SOURCE = Section({
     "role": Field(str, "host role whose hosts hold the files; `local` is the machine aep-ops runs on"),
     "paths": ListOf(Field("remote_path"), "log files or globs ({host} is the host's name)"),
     "class": Field(("app", "audit"), "audit: kept audit_retention_days, under object lock where configured"),
-    "schedule": Field(SCHEDULES, "rotate this often (default daily)"),
+    "schedule": Field(SCHEDULES, "rotate this often (default daily; by size alone when only size is set)"),
     "size": Field(str, "rotate when bigger than this (e.g. 100M): alone, or as maxsize with the schedule"),
     "keep": Field(int, "unshipped rotated files kept on the host (shipped ones go to shipped/; default 168)",
                   minimum=1, maximum=100000),

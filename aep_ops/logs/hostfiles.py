@@ -74,22 +74,15 @@ class HostFiles:
         if not compressed:
             return sorted(found, key=lambda f: (f.name, f.path)), 0
         paths = {f.path for f in found}
-        rotations: dict[str, list[str]] = {}
+        rotations: dict[str, set[str]] = {}  # a log -> its rotations (the uncompressed names)
         for file in found:
-            match = ROTATED.search(file.path)
-            if match:
-                stem = file.path.removesuffix(".gz")
-                rotations.setdefault(file.path[:match.start()], [])
-                if stem not in rotations[file.path[:match.start()]]:
-                    rotations[file.path[:match.start()]].append(stem)
+            rotations.setdefault(_log_of(file.path), set()).add(file.path.removesuffix(".gz"))
         ready, waiting = [], 0
         for file in found:
-            match = ROTATED.search(file.path)
-            stems = sorted(rotations.get(file.path[:match.start()], [])) if match else []
             if file.path.endswith(".gz"):
                 final = file.path[:-3] not in paths
             else:
-                newer = len(stems) - 1 - stems.index(file.path) if file.path in stems else 0
+                newer = sum(1 for stem in rotations[_log_of(file.path)] if stem > file.path)
                 final = newer >= (2 if delayed else 1)
             if final:
                 ready.append(file)
@@ -170,6 +163,12 @@ class HostFiles:
         if not result.ok:
             raise StepFailed(f"{self.executor.target}: {doing} failed: {result.stderr_tail(2) or result.exit_status}")
         return result
+
+
+def _log_of(path: str) -> str:
+    """The live log a rotated file came from (its path without the dateext suffix)."""
+    match = ROTATED.search(path)
+    return path[:match.start()] if match else path
 
 
 def _local_digests(path: str, part_size: int, parts: int) -> list[bytes]:

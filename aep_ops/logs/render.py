@@ -60,12 +60,12 @@ def render(env: str, host: str, chosen: list[Source], *, reopen_timeout: int = 1
 def _block(source: Source, host: str, reopen_timeout: int) -> str:
     paths = " ".join(f'"{p}"' for p in source.paths_on(host))
     lines = [f"# source {source.name} ({source.kind})", paths + " {"]
-    if source.size and source.schedule and source.schedule != "daily":
+    if source.size and source.schedule:
         lines += [f"    {source.schedule}", f"    maxsize {source.size}"]
     elif source.size:
         lines += [f"    size {source.size}"]
     else:
-        lines += [f"    {source.schedule}"]
+        lines += [f"    {source.schedule or 'daily'}"]
     lines += [f"    rotate {source.keep}", "    missingok", "    notifempty", "    dateext",
               f"    dateformat {DATEFORMAT}", "    nomail", "    nosharedscripts"]
     if source.compress:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aep_ops.base.errors import StepFailed
-from aep_ops.executors.files import read_file, remove_file, write_file
+from aep_ops.executors.files import remove_file, write_file
 
 RUN_TIMEOUT = 3600
 VALIDATE = ('logrotate -d -s "$1.aep-ops-dstate" -- "$1.aep-ops-new" 2>&1; rc=$?;'
@@ -61,10 +61,6 @@ class RotateOutcome:
     def to_json(self) -> dict[str, Any]:
         return {"host": self.host, "exit_status": self.exit_status, "rotated": self.rotated,
                 "copytruncate_loss_windows": self.loss_windows, "errors": self.errors, "reopened": self.reopened}
-
-
-def installed(executor: Any, path: str) -> str | None:
-    return read_file(executor, path)
 
 
 def install(executor: Any, path: str, content: str) -> None:

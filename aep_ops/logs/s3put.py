@@ -98,16 +98,15 @@ def delete(transfer: Transfer, key: str) -> None:
     transfer.client.delete_object(Bucket=transfer.bucket, Key=key)
 
 
-def abort_abandoned(transfer: Transfer, prefixes: list[str], started_before: Any) -> list[str]:
+def abort_abandoned(s3: Any, bucket: str, prefixes: list[str], started_before: Any) -> list[str]:
     """Abort the incomplete multipart uploads under ``prefixes`` (this run's hosts) begun before
     this run: a killed ship leaves them behind, and each holds its parts (and their cost)."""
     aborted = []
-    paginator = transfer.client.get_paginator("list_multipart_uploads")
+    paginator = s3.get_paginator("list_multipart_uploads")
     for prefix in prefixes:
-        for page in paginator.paginate(Bucket=transfer.bucket, Prefix=prefix):
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for upload in page.get("Uploads") or []:
                 if upload["Initiated"] < started_before:
-                    transfer.client.abort_multipart_upload(Bucket=transfer.bucket, Key=upload["Key"],
-                                                           UploadId=upload["UploadId"])
+                    s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
                     aborted.append(upload["Key"])
     return aborted

@@ -48,7 +48,7 @@ class Source:
     role: str
     paths: tuple[str, ...]
     klass: str = "app"
-    schedule: str = "daily"
+    schedule: str | None = None  # None: daily, or by size alone when a size is set
     size: str | None = None
     keep: int = 168
     compress: bool = True
@@ -153,7 +153,7 @@ def _source(settings: Any, entry: dict[str, Any], number: int) -> Source:
         raise ConfigError(f"{where} ({name}): a node-api source needs pidfile (the process to send"
                           f" {sig} to) or reopen_command; without one the API keeps writing to the rotated file")
     return Source(name=name, kind=kind, role=role, paths=tuple(paths), klass=values.get("class", "app"),
-                  schedule=values.get("schedule", "daily"), size=values.get("size"), keep=int(values.get("keep", 168)),
+                  schedule=values.get("schedule"), size=values.get("size"), keep=int(values.get("keep", 168)),
                   compress=bool(values.get("compress", True)), method=method, signal=sig,
                   pidfile=values.get("pidfile") if sig and not reopen else None, reopen_command=reopen,
                   create_mode=values.get("create_mode", "0640"), su=values.get("su"))

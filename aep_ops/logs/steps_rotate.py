@@ -30,10 +30,10 @@ def _reopen_timeout(ctx) -> int:
 def _stale_hosts(ctx) -> tuple[list[str], list[str]]:
     """(hosts whose file differs from the rendering, "host: why" for hosts that could not be read)."""
     from aep_ops.logs.hostwork import config_paths, on_each_host
-    from aep_ops.logs.rotate import installed
+    from aep_ops.executors.files import read_file
 
     def differs(executor, host, host_sources):
-        return installed(executor, config_paths(ctx.settings, host)[0]) != _wanted(ctx, host, host_sources)
+        return read_file(executor, config_paths(ctx.settings, host)[0]) != _wanted(ctx, host, host_sources)
 
     answers = on_each_host(ctx.settings, ctx.params["sources"], differs, parallel=_parallel(ctx), timeout=300)
     return ([h.name for h, value, why in answers if not why and value],

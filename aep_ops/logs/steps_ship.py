@@ -39,9 +39,8 @@ class AbandonedUploads(Step):
         bucket = ctx.params["bucket"]
         with aws_errors(s3, f"keeping the abort-incomplete-uploads rule of s3://{bucket}", resource=bucket):
             rule = lifecycle.ensure(s3, bucket, [lifecycle.abort_rule(ctx.env_name, _values(ctx).get("prefix") or "")])
-        transfer = s3put.Transfer(s3, None, bucket, 0, 0, {})
         with aws_errors(s3, f"aborting abandoned uploads in s3://{bucket}", resource=bucket):
-            aborted = s3put.abort_abandoned(transfer, sorted(set(_host_prefixes(ctx))), ctx.params["started"])
+            aborted = s3put.abort_abandoned(s3, bucket, sorted(set(_host_prefixes(ctx))), ctx.params["started"])
         if aborted:
             ctx.progress(f"aborted {len(aborted)} abandoned multipart upload(s): {', '.join(aborted[:5])}")
         ctx.summary["aborted_uploads"] = aborted
