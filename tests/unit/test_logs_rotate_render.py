@@ -90,3 +90,13 @@ def test_the_stamped_output_gives_rotations_and_the_copytruncate_window():
     assert [r["file"] for r in out.rotated] == ["/l/app.log", "/l/pg.log"]
     assert out.loss_windows == [{"file": "/l/pg.log", "window_ms": 5.4}]
     assert out.errors == ["error: failed to rename /l/x.log"] and out.exit_status == 1
+
+
+def test_size_alone_rotates_by_size_and_with_a_schedule_caps_it(tmp_path):
+    def first_rule(**entry):
+        source = sources(settings(tmp_path, {"sources": [{**API, **entry}]}))[0]
+        return render("staging", "api-1", [source]).split(" {\n", 1)[1].splitlines()[:2]
+
+    assert first_rule(size="100M")[0] == "    size 100M"
+    assert first_rule(size="100M", schedule="daily") == ["    daily", "    maxsize 100M"]
+    assert first_rule()[0] == "    daily"
