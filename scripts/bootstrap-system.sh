@@ -15,6 +15,9 @@ declare -A NEEDS=(
   [/usr/bin/pebble]=pebble
   [/usr/sbin/runuser]=util-linux
   [/usr/bin/openssl]=openssl
+  [/usr/bin/systemd-analyze]=systemd
+  [/usr/bin/promtool]=prometheus
+  [/usr/bin/prometheus-node-exporter]=prometheus-node-exporter
 )
 
 missing=()

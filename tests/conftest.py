@@ -80,3 +80,24 @@ def local_env(monkeypatch):
 
     kill_matching(f"--config={base}/pgbackrest/")  # async archive-push would recreate its spool dir
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def throwaway_runbook():
+    """``make(id, steps)`` declares a runbook for one test; every one is unregistered after it."""
+    from aep_ops.engine.runbook import runbook, unregister
+
+    ids = []
+
+    def make(rb_id, steps):
+        ids.append(rb_id)
+
+        @runbook(rb_id, steps=steps, summary="test")
+        def func(ctx):
+            """test"""
+
+        return func
+
+    yield make
+    for rb_id in ids:
+        unregister(rb_id)

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from aep_ops.base.atomicfile import replace_file
+from aep_ops.metrics.catalogue import family
 
-FAMILIES = {
-    "aep_ops_cert_expiry_seconds": "Seconds until the served certificate expires (negative: expired).",
-    "aep_ops_cert_check_ok": "1 when the endpoint had no critical finding, else 0.",
-    "aep_ops_acm_cert_expiry_seconds": "Seconds until the ACM certificate expires.",
-    "aep_ops_certs_check_last_run_timestamp_seconds": "When certs.check last finished.",
-}
+# The families of this file; their HELP and TYPE are the catalogue's (aep_ops/metrics/catalogue.py).
+FAMILIES = {name: family(name).help for name in (
+    "aep_ops_cert_expiry_seconds", "aep_ops_cert_check_ok", "aep_ops_acm_cert_expiry_seconds",
+    "aep_ops_certs_check_last_run_timestamp_seconds")}
 
 
 def render(env: str, endpoint_rows: list[dict[str, Any]], acm_rows: list[dict[str, Any]], now: float) -> str:
@@ -33,7 +32,7 @@ def render(env: str, endpoint_rows: list[dict[str, Any]], acm_rows: list[dict[st
     out = []
     for name, lines in samples.items():
         if lines:
-            out += [f"# HELP {name} {FAMILIES[name]}", f"# TYPE {name} gauge"] + [name + line for line in lines]
+            out += [family(name).header()] + [name + line for line in lines]
     return "\n".join(out) + "\n"
 
 

@@ -42,7 +42,10 @@ def certificates(settings: Any) -> list[dict[str, Any]]:
 
 
 def metrics_path(settings: Any) -> Path:
+    """``certs.metrics_file``, else aep_ops_certs_ENV.prom in ``metrics.dir`` (STATE_DIR/metrics)."""
+    from aep_ops.metrics.textfile import metrics_dir
+
     configured = certs_settings(settings).get("metrics_file")
     if configured:
         return Path(configured)
-    return settings.state_dir / "metrics" / METRICS_NAME.format(env=settings.env_name)
+    return metrics_dir(settings) / METRICS_NAME.format(env=settings.env_name)

@@ -12,11 +12,17 @@ from aep_ops.config.schema import SCHEMA, Field, ListOf, MapOf, Section
 
 def environment_relative(path: list[str], env_name: str) -> list[str] | None:
     """``["drill", "scale"]`` -> ``["environments", env_name, "drill", "scale"]`` when the first part is
-    a key of an environment and not a top-level key (the two sets do not overlap), else None."""
+    a key of an environment, else None. A section both at the top and in each environment
+    (``metrics``: ``metrics.dir`` is the machine's, ``metrics.heartbeat_url`` the environment's)
+    stays top-level for the keys the top level has."""
+    from aep_ops.config.schema import schema_at
+
     environment = SCHEMA.fields["environments"].value
-    if path and path[0] not in SCHEMA.fields and path[0] in environment.fields:
-        return ["environments", env_name, *path]
-    return None
+    if not path or path[0] not in environment.fields:
+        return None
+    if path[0] in SCHEMA.fields and schema_at(path) is not None:
+        return None
+    return ["environments", env_name, *path]
 
 
 def _paths(schema: Any, prefix: str, env_name: str) -> Iterator[str]:

@@ -45,7 +45,8 @@ def preview_text(text: str, limit: int = PREVIEW_CHARS) -> str:
 class Field:
     """A leaf value. ``kind`` is a Python type, a tuple of allowed strings, ``"secret"``, ``"path"``
     (a local path: absolute, or ``~``-expanded to one at load) or ``"remote_path"`` (a path on another
-    machine or in a bucket: absolute, no ``~``). ``minimum``/``maximum`` bound an ``int``."""
+    machine or in a bucket: absolute, no ``~``) or ``"scalar"`` (a string, number or boolean, typed
+    later by its user: a runbook parameter). ``minimum``/``maximum`` bound an ``int``."""
 
     kind: Any
     help: str = ""
@@ -174,7 +175,7 @@ DRILL = Section({
     "smoke_queries": ListOf(Field(str), "queries that must succeed (and return a row) on the restored copy"),
     "metrics_file": _path("Prometheus file per environment: a template with {env}, a directory (then"
                           " aep_ops_dr_ENV.prom in it), or this environment's own file"
-                          " (default STATE_DIR/metrics/aep_ops_dr_ENV.prom)"),
+                          " (default aep_ops_dr_ENV.prom in metrics.dir, STATE_DIR/metrics)"),
     "restore_timeout": _int("seconds allowed for restore + recovery", 10, 7 * DAY),
 })
 
@@ -250,15 +251,17 @@ ENVIRONMENT = Section({
 })
 
 
-def _add_area_fields() -> None:
+def _add_area_fields() -> dict:
     """Areas whose configuration lives in their own schema module (kept small)."""
-    from aep_ops.config import schema_certs, schema_logs
+    from aep_ops.config import schema_certs, schema_logs, schema_metrics, schema_timers
 
-    ENVIRONMENT.fields.update(schema_certs.ENVIRONMENT_FIELDS)
-    ENVIRONMENT.fields.update(schema_logs.ENVIRONMENT_FIELDS)
+    for area in (schema_certs, schema_logs, schema_timers, schema_metrics):
+        ENVIRONMENT.fields.update(area.ENVIRONMENT_FIELDS)
+    return {**schema_timers.TOP_FIELDS, **schema_metrics.TOP_FIELDS}
 
 
-_add_area_fields()
+_TOP_AREA_FIELDS = _add_area_fields()
+
 
 SCHEMA = Section({
     "state_dir": _path("journal, logs, locks, reports (default /var/lib/aep-ops as root)"),
@@ -269,6 +272,7 @@ SCHEMA = Section({
     "journal": Section({"dsn": Field("secret", "PostgreSQL journal and locks shared by several ops hosts")}),
     "vault": Section({"addr": _str(), "token": Field("secret")}),
     "environments": MapOf(ENVIRONMENT, keys=ENV_NAME, keys_help=ENV_NAME_HELP),
+    **_TOP_AREA_FIELDS,
 })
 
 
@@ -321,6 +325,8 @@ def _check_field(value: Any, source: str, spec: Field, path: str) -> Any:
         return _check_range(value, source, spec, path)
     if spec.kind is bool and not isinstance(value, bool):
         raise ConfigError(f"{source}: '{path}' must be true or false, got {_typename(value)} {preview(value)}")
+    if spec.kind == "scalar" and (isinstance(value, (dict, list)) or not isinstance(value, (str, int, float))):
+        raise ConfigError(f"{source}: '{path}' must be a string, a number or true/false, got {_typename(value)}")
     if spec.kind in (str, "path", "remote_path") and not isinstance(value, str):
         raise ConfigError(f"{source}: '{path}' must be a string, got {_typename(value)} {preview(value)}")
     if spec.kind in ("path", "remote_path"):

@@ -58,7 +58,7 @@ CERTS = Section({
     "parallel": Field(int, "endpoints probed at a time (default 16)", minimum=1, maximum=256),
     "timeout": Field(int, "seconds allowed for one endpoint's handshakes (default 10)", minimum=1, maximum=DAY),
     "ca_file": Field("path", "trust store the chains are verified against (default: the system's)"),
-    "metrics_file": Field("path", "Prometheus file (default STATE_DIR/metrics/aep_ops_certs_ENV.prom)"),
+    "metrics_file": Field("path", "Prometheus file (default aep_ops_certs_ENV.prom in metrics.dir)"),
     "random_delay": Field(int, "certs.renew off a terminal waits up to this many seconds before renewing"
                                " (spreads the CA's load; default 300)", minimum=0, maximum=DAY),
 })

@@ -43,12 +43,15 @@ def metrics_path(settings: Any) -> Path:
 
     ``drill.metrics_file`` is a template when it holds ``{env}`` (``/var/lib/node_exporter/aep_ops_dr_{env}.prom``),
     a directory when it ends with ``/`` or is one (the file ``aep_ops_dr_ENV.prom`` goes in it); any other
-    value is taken as this environment's own file. Default: STATE_DIR/metrics/aep_ops_dr_ENV.prom.
+    value is taken as this environment's own file. Default: aep_ops_dr_ENV.prom in ``metrics.dir``
+    (STATE_DIR/metrics), beside the run metrics.
     """
+    from aep_ops.metrics.textfile import metrics_dir
+
     env = settings.env_name
     configured = str((settings.env.get("drill") or {}).get("metrics_file") or "")
     if not configured:
-        return settings.state_dir / "metrics" / METRICS_NAME.format(env=env)
+        return metrics_dir(settings) / METRICS_NAME.format(env=env)
     if "{env}" in configured:
         return Path(configured.replace("{env}", env))
     if configured.endswith("/") or Path(configured).is_dir():
@@ -191,24 +194,28 @@ def _secs(value: float) -> str:
 
 
 def metrics(r: dict[str, Any], previous: dict[str, float]) -> str:
+    """The drill's file, in the text format with three decimals (dashboards and greps read it so);
+    each family's HELP and TYPE come from the one catalogue (aep_ops/metrics/catalogue.py)."""
+    from aep_ops.metrics.catalogue import family
+
     env = r["env"]
     now = datetime.fromisoformat(r["finished_at"]).timestamp()
     last_success = now if r["result"] == "passed" else previous.get("aep_ops_dr_last_success_timestamp_seconds")
     values = [
-        ("aep_ops_dr_last_run_timestamp_seconds", "gauge", "When the last drill finished.", now),
-        ("aep_ops_dr_last_success_timestamp_seconds", "gauge", "When the last passing drill finished.", last_success),
-        ("aep_ops_dr_result", "gauge", "1 if the last drill passed every check, else 0.",
-         1 if r["result"] == "passed" else 0),
-        ("aep_ops_dr_rto_seconds", "gauge", "Measured RTO of the last drill.", r["rto_seconds"]),
-        ("aep_ops_dr_rpo_seconds", "gauge", "Measured RPO of the last drill.", r["rpo_seconds"]),
-        ("aep_ops_dr_archive_lag_seconds", "gauge", "Archive lag at the start of the last drill.",
-         r["archive_lag_seconds"]),
+        ("aep_ops_dr_last_run_timestamp_seconds", now),
+        ("aep_ops_dr_last_success_timestamp_seconds", last_success),
+        ("aep_ops_dr_result", 1 if r["result"] == "passed" else 0),
+        ("aep_ops_dr_rto_seconds", r["rto_seconds"]),
+        ("aep_ops_dr_rpo_seconds", r["rpo_seconds"]),
+        ("aep_ops_dr_archive_lag_seconds", r["archive_lag_seconds"]),
+        ("aep_ops_dr_database_bytes", r.get("database_bytes")),
+        ("aep_ops_dr_restore_bytes_per_second", r.get("restore_bytes_per_second")),
     ]
     out = []
-    for name, kind, help_text, value in values:
+    for name, value in values:
         if value is None:
             continue
-        out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f'{name}{{env="{env}"}} {float(value):.3f}']
+        out += [family(name).header(), f'{name}{{env="{env}"}} {float(value):.3f}']
     return "\n".join(out) + "\n"
 
 

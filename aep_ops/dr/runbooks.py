@@ -230,7 +230,6 @@ def kept_copy(ctx: RunContext) -> dict[str, Any] | None:
                             RunSentinels, EnsureScratchRestored, CheckMarkers, CheckRowCounts, CheckAmcheck,
                             CheckSmokeQueries, CheckWritable, Measure, RunReport, EnsureScratchRemoved],
          summary="Disaster-recovery drill: restore to a point in time, verify, measure RTO/RPO, report",
-         schedule="Mon *-*-* 04:00:00 UTC",
          help={"target_time": "restore to this time (needs --read-only-source; default: a fresh sentinel time)",
                "keep": "keep the scratch cluster after a successful drill",
                "read_only_source": "write nothing to the source; use --target-time",

@@ -4,7 +4,8 @@ A runbook is a function registered under an id (``area.verb``) together with its
 steps. The function receives the run context and the user's parameters; it validates
 them (raise UsageError) and may add derived values to ``ctx.params``. The engine then
 runs the steps (``engine.runner.run_runbook``). Front doors (invoke tasks, timers, chat)
-build their arguments from the function's keyword-only parameters:
+build their arguments from the function's keyword-only parameters. A runbook's schedule (for
+timers) is in its Markdown front matter, beside its owner:
 
     @runbook("demo.greet", steps=[EnsureGreeting, RunAnnounce],
              summary="Write a greeting file", help={"name": "who to greet"}, bounds={"pause": (0, 3600)})
@@ -54,7 +55,6 @@ class Runbook:
     steps: list[type[Step]]
     summary: str
     owner: str = "sre"
-    schedule: str | None = None
     mutating: bool = True
     help: dict[str, str] = field(default_factory=dict)
     positional: tuple[str, ...] = ()  # parameters the CLI also takes without their --flag
@@ -81,7 +81,7 @@ class Runbook:
 
 
 def runbook(id: str, *, steps: list[type[Step]], summary: str, owner: str = "sre",
-            schedule: str | None = None, mutating: bool = True, help: dict[str, str] | None = None,
+            mutating: bool = True, help: dict[str, str] | None = None,
             positional: tuple[str, ...] = (), bounds: dict[str, Bounds] | None = None,
             read_only: bool = False) -> Callable[[Callable[..., Any]], Runbook]:
     """Register ``func`` as the runbook ``id`` made of ``steps`` (in order).
@@ -95,7 +95,7 @@ def runbook(id: str, *, steps: list[type[Step]], summary: str, owner: str = "sre
         if len(set(ids)) != len(ids) or not all(ids):
             raise ValueError(f"runbook {id}: step ids must be unique and non-empty: {ids}")
         rb = Runbook(id=id, func=func, steps=list(steps), summary=summary, owner=owner,
-                     schedule=schedule, mutating=mutating and not read_only, help=help or {},
+                     mutating=mutating and not read_only, help=help or {},
                      positional=tuple(positional), bounds=dict(bounds or {}), read_only=read_only)
         _check_bounds(rb)
         _REGISTRY[id] = rb

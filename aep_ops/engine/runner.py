@@ -17,6 +17,7 @@ from typing import IO, Any, Iterator
 
 from aep_ops.engine import journal as jr
 from aep_ops.engine.context import RunContext, RunOptions, say as _say
+from aep_ops.engine.hooks import around_run
 from aep_ops.engine.lock import AdvisoryLock, FileLock, Holder
 from aep_ops.engine.markdown import find_doc, parse
 from aep_ops.engine.runbook import Runbook
@@ -166,8 +167,8 @@ def _run(rb: Runbook, settings: Any, journal: jr.Journal, params: dict[str, Any]
                               host=socket.gethostname(), run_id=run_id, overrides=overrides)
         log.info("run.start", steps=len(rb.steps), params=params, overrides=overrides)
         _say(out, f"{rb.id} on {settings.env_name}: run {run_id}")
-        with _interruptible():
-            return _run_steps(rb, ctx, journal, records, anchors, out)
+        with around_run(rb, settings, run_id, resumed=bool(options.resume)) as run, _interruptible():
+            return run.finished(_run_steps(rb, ctx, journal, records, anchors, out))
     finally:
         lock.release()
 

@@ -59,7 +59,7 @@ class ShipFiles(Step):
         if problems and not jobs:
             raise StepFailed("cannot list the rotated files on " + "; ".join(problems))
         if not jobs:
-            return Plan.unchanged("no rotated file waits to be shipped" + note)
+            return Plan.unchanged("no rotated file waits to be shipped" + note, waiting_compression=waiting)
         size = sum(j.file.size for j in jobs)
         unreadable = f"; cannot list the files on {len(problems)} host(s): " + "; ".join(problems) if problems else ""
         return Plan.change(f"ship {len(jobs)} file(s), {size / 1e6:.1f} MB{note}{unreadable}")

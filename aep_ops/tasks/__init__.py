@@ -21,6 +21,8 @@ AREA_TASK_MODULES: dict[str, str] = {
     "fleet": "aep_ops.tasks.fleet",
     "certs": "aep_ops.tasks.certs",
     "logs": "aep_ops.tasks.logs",
+    "timers": "aep_ops.tasks.timers",
+    "metrics": "aep_ops.tasks.metrics",
 }
 
 

@@ -20,12 +20,25 @@ def _registry():
 
 @task(name="list")
 def list_(c):
-    """List the runbooks with their summaries."""
+    """List the runbooks with their summaries (and schedules, from their front matter)."""
     registry = _registry()
     width = max(len(i) for i in registry)
     for rb_id in sorted(registry):
-        rb = registry[rb_id]
-        print(f"{rb_id:<{width}}  {rb.summary}" + (f"  [schedule: {rb.schedule}]" if rb.schedule else ""))
+        schedule = _schedule(rb_id)
+        print(f"{rb_id:<{width}}  {registry[rb_id].summary}" + (f"  [schedule: {schedule}]" if schedule else ""))
+
+
+def _schedule(rb_id: str) -> str:
+    """``Mon *-*-* 04:00:00 UTC``, or ``backup-full: ...; backup-incr: ...`` for several jobs."""
+    from aep_ops.engine.markdown import find_doc, parse
+    from aep_ops.tasks.plugins import runbook_dirs
+
+    path = find_doc(rb_id, runbook_dirs())
+    front = parse(path).front.get("schedule") if path else None
+    if isinstance(front, dict):
+        return "; ".join(f"{name}: {(spec or {}).get('schedule') if isinstance(spec, dict) else spec}"
+                         for name, spec in front.items())
+    return str(front or "")
 
 
 @task(help={"id": "the runbook id, e.g. dr.drill"})

@@ -10,7 +10,6 @@ import pytest
 
 from aep_ops import config
 from aep_ops.engine import journal as jr
-from aep_ops.engine.runbook import runbook, unregister
 from aep_ops.engine.runner import run_runbook
 from aep_ops.engine.step import Plan, Step
 from aep_ops.base.errors import ApprovalRequired, ExecutionError, LockedError, UsageError, VerificationFailed
@@ -144,22 +143,9 @@ class OneShot(Step):
 
 
 @pytest.fixture
-def declare():
-    ids = []
+def declare(throwaway_runbook):
     _Counter.applied = []
-
-    def make(rb_id, steps):
-        ids.append(rb_id)
-
-        @runbook(rb_id, steps=steps, summary="test")
-        def func(ctx):
-            """test"""
-
-        return func
-
-    yield make
-    for rb_id in ids:
-        unregister(rb_id)
+    return throwaway_runbook
 
 
 def test_soft_verification_failure_finishes_the_run(settings, declare, journal):

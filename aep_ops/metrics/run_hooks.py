@@ -1,0 +1,41 @@
+"""The metrics package's part in every real run (called by aep_ops.engine.hooks, whichever front
+door started the run): the heartbeat's start ping; at the end, the run metrics, the domain metrics
+and the success or fail ping. Each part stands alone: a metrics directory that cannot be written
+still lets the ping go, and a dead ping URL still lets the metrics be written."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from aep_ops.base.log import get_logger
+from aep_ops.base.redact import redact
+
+log = get_logger(__name__)
+
+
+def run_started(event: Any) -> None:
+    from aep_ops.metrics import heartbeat
+
+    heartbeat.ping(event.settings, event.runbook.id, event.run_id, "start")
+
+
+def run_finished(event: Any) -> None:
+    from aep_ops.metrics import domain, heartbeat, runs
+
+    settings, runbook_id = event.settings, event.runbook.id
+    _safely("run", runs.record, settings, runbook_id, event.status, event.ended_at, event.duration)
+    if event.result is not None:
+        _safely("domain", domain.record, settings, event.result)
+    ok = event.status == "succeeded"
+    heartbeat.ping(settings, runbook_id, event.run_id, "success" if ok else "fail",
+                   "" if ok else f"{event.status}: {event.error or ''}")
+
+
+def _safely(what: str, write: Callable[..., Any], *args: Any) -> None:
+    try:
+        path = write(*args)
+    except Exception as exc:  # noqa: BLE001 - metrics that cannot be written never fail the run
+        log.warning("metrics.write_failed", metrics=what, error=redact(f"{type(exc).__name__}: {exc}"))
+        return
+    if path is not None:
+        log.debug("metrics.written", metrics=what, path=str(path))
