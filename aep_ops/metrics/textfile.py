@@ -38,8 +38,7 @@ class Sample:
 
 def metrics_dir(settings: Any) -> Path:
     """``metrics.dir`` (point node_exporter's --collector.textfile.directory at it), else STATE_DIR/metrics."""
-    getter = getattr(settings, "get", None)
-    configured = getter("metrics.dir") if getter else None
+    configured = settings.get("metrics.dir")
     return Path(configured).expanduser() if configured else settings.state_dir / "metrics"
 
 

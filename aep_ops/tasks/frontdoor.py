@@ -141,15 +141,15 @@ def write_json(path: str, data: object) -> None:
             os.unlink(tmp)
 
 
-def check_output_path(path: str):  # -> pathlib.Path
-    """The file --json-file names, checked before any work is done: exit 2 then means that
-    nothing was changed, instead of a whole run followed by "cannot write it"."""
+def check_output_path(path: str, flag: str = "--json-file",
+                      instead: str = "give --json alone for stdout"):  # -> pathlib.Path
+    """The file ``flag`` names (--json-file, metrics.rules --out), checked before any work is done:
+    exit 2 then means that nothing was changed, instead of a whole run followed by "cannot write it"."""
     import os
     from pathlib import Path
 
-    flag = "--json-file"
     if not str(path).strip():
-        raise UsageError(f"{flag} is empty: name a file to write, or give --json alone for stdout")
+        raise UsageError(f"{flag} is empty: name a file to write, or {instead}")
     if "\0" in str(path):
         raise UsageError(f"{flag}: the path contains a NUL byte")
     target = Path(os.path.expanduser(str(path)))

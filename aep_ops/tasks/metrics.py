@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from invoke import task
 
-from aep_ops.tasks.frontdoor import front_door, load_settings
+from aep_ops.tasks.frontdoor import check_output_path, front_door, load_settings
 
 SET_HELP = "override a configuration value, KEY=VALUE (repeatable)"
 
@@ -20,11 +20,9 @@ def rules(c, env=None, out=None, set=None):
     with front_door():
         import sys
 
-        from aep_ops.base.errors import refuse_blank
         from aep_ops.metrics.rules import for_settings, render
 
-        refuse_blank("--out", out, "name a file to write, or leave the flag out to print the rules")
-        target = _target(out) if out is not None else None
+        target = None if out is None else check_output_path(out, "--out", "leave the flag out to print the rules")
         settings = load_settings(env, set or [])
         text = render(for_settings(settings), command=f"inv metrics.rules --env {settings.env_name}")
         if target is None:
@@ -49,21 +47,3 @@ def check(c, env=None, set=None):
         settings = load_settings(env, set or [])
         print(check_rules(render(for_settings(settings))))
 
-
-def _target(out: str):  # -> pathlib.Path
-    """The --out file, checked before any work: a bad path is exit 2 with nothing generated."""
-    import os
-    from pathlib import Path
-
-    from aep_ops.base.errors import UsageError
-
-    if "\0" in out:
-        raise UsageError("--out: the path contains a NUL byte")
-    target = Path(os.path.expanduser(out)).absolute()
-    if target.is_dir():
-        raise UsageError(f"--out {out}: is a directory; name a file in it")
-    if not target.parent.is_dir():
-        raise UsageError(f"--out {out}: directory {target.parent} does not exist; create it first")
-    if not os.access(target.parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise UsageError(f"--out {out}: permission denied; choose a file you can write")
-    return target

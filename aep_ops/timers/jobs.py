@@ -7,7 +7,7 @@ full and an hourly incremental). Everything the units, the crontab, the alert ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aep_ops.base.errors import ConfigError
@@ -74,7 +74,7 @@ def scheduled_jobs(settings: Any, registry: dict | None = None) -> list[Job]:
     for job in jobs.values():
         source = jobs[job.after] if job.after else job
         period = schedules[source.schedule].period_seconds if source.schedule else 0
-        out.append(_replace(job, period_seconds=period))
+        out.append(replace(job, period_seconds=period))
     return sorted(out, key=lambda j: j.name)
 
 
@@ -138,8 +138,8 @@ def _add_drill_after_full(jobs: dict[str, Job], settings: Any, registry: dict, d
                           " full) to follow")
     full = fulls[0]
     drill = _job(DRILL_AFTER_FULL, {"runbook": "dr.drill"}, settings, registry, delay)
-    jobs[full.name] = _replace(full, then=DRILL_AFTER_FULL)
-    jobs[DRILL_AFTER_FULL] = _replace(drill, after=full.name, randomized_delay_seconds=0)
+    jobs[full.name] = replace(full, then=DRILL_AFTER_FULL)
+    jobs[DRILL_AFTER_FULL] = replace(drill, after=full.name, randomized_delay_seconds=0)
 
 
 def _params(where: str, rb: Any, given: dict[str, Any]) -> dict[str, Any]:
@@ -180,12 +180,6 @@ def runbook_timeout(rb: Any) -> int:
     """The runbook's own bound: its steps' timeouts added up (a step without one counts
     DEFAULT_STEP_SECONDS), plus the margin of a process start."""
     return sum(int(s.timeout or DEFAULT_STEP_SECONDS) for s in rb.steps) + START_MARGIN_SECONDS
-
-
-def _replace(job: Job, **changes: Any) -> Job:
-    from dataclasses import replace
-
-    return replace(job, **changes)
 
 
 def _registry() -> dict:

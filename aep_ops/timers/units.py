@@ -14,9 +14,8 @@ Choices an on-call engineer would ask about:
 from __future__ import annotations
 
 import re
-from pathlib import Path
-
 from aep_ops.base.errors import ConfigError
+from aep_ops.engine.markdown import RUNBOOKS_DIR
 from aep_ops.timers.jobs import Job
 
 EXPOSURE_BAR = 4.0  # systemd-analyze calls up to 4.9 "OK" and from 5.0 "MEDIUM"; every unit renders at 3.4
@@ -65,7 +64,7 @@ def service(job: Job, *, command: str, state_dir: str, user: str, config_file: s
     if config_file:
         environment.append(f"AEP_OPS_CONFIG={config_file}")
     unit = [f"Description=aep-ops {job.runbook} on {job.env} (job {job.name})",
-            f"Documentation=https://aep-ops.invalid/runbooks/{job.runbook}.md",
+            f"Documentation=file://{RUNBOOKS_DIR}/{job.runbook}.md",
             "After=network-online.target", "Wants=network-online.target"]
     if job.then:
         unit.append(f"OnSuccess=aep-ops-{job.env}-{job.then}.service")
@@ -137,8 +136,3 @@ def _word(key: str, value: str) -> str:
         raise ConfigError(f"{key}: {str(value)[:40]!r} is not a user name (letters, digits, . _ -)")
     return str(value)
 
-
-def runbook_doc(job: Job) -> Path:
-    from aep_ops.engine.markdown import RUNBOOKS_DIR
-
-    return RUNBOOKS_DIR / f"{job.runbook}.md"

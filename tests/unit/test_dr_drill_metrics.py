@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 
+from aep_ops import config
 from aep_ops.dr import report as drill_report
+from tests.support.concurrent_reads import reads_while
 
 
-def _settings(state: Path, env: str, drill: dict | None = None) -> SimpleNamespace:
-    return SimpleNamespace(state_dir=state, env_name=env, env={"drill": drill or {}})
+def _settings(state: Path, env: str, drill: dict | None = None):
+    sets = [f"state_dir={state}", *(f"drill.{key}={value}" for key, value in (drill or {}).items())]
+    return config.load(env, sets)
 
 
 def _report(env: str, run: str, result: str = "passed") -> dict:
@@ -58,19 +59,11 @@ def test_a_reader_never_sees_a_partial_file(tmp_path):
     settings = _settings(tmp_path, "prod")
     path = drill_report.write(settings, _report("prod", "r0"))["metrics"]
     complete = path.read_text()
-    seen, stop = [], threading.Event()
 
-    def reader() -> None:
-        while not stop.is_set():
-            seen.append(path.read_text())
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    try:
+    def rewrite() -> None:
         for n in range(200):
             drill_report.write(settings, _report("prod", f"r{n}"))
-    finally:
-        stop.set()
-        thread.join()
+
+    seen = reads_while(path, rewrite)
     assert seen and all(text == complete for text in seen), "every read is the whole file"
     assert [p.name for p in path.parent.iterdir()] == [path.name], "no temporary file left beside it"

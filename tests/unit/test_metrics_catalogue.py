@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from aep_ops import config
 from aep_ops.certs import metrics as certs_metrics
 from aep_ops.dr import report as drill_report
 from aep_ops.metrics import catalogue, textfile
@@ -59,7 +59,7 @@ def test_the_certs_file_takes_its_help_from_the_catalogue():
 
 
 def test_the_prometheus_client_files_take_their_help_from_the_catalogue(tmp_path):
-    settings = SimpleNamespace(state_dir=tmp_path, env_name="prod")
+    settings = config.load("prod", [f"state_dir={tmp_path}"])
     path = textfile.write(textfile.area_file(settings, "logs"), [
         Sample("aep_ops_logs_shipped_files", {"env": "prod"}, 3),
         Sample("aep_ops_logs_pending_files", {"env": "prod"}, 1)])

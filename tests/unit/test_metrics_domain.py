@@ -4,14 +4,14 @@ archiving, logs shipped and pending. Refused or interrupted runs found nothing: 
 from __future__ import annotations
 
 from datetime import datetime
-from types import SimpleNamespace
 
+from aep_ops import config
 from aep_ops.engine.runner import RunResult
 from aep_ops.metrics import domain, textfile
 
 
 def _settings(tmp_path, env="prod"):
-    return SimpleNamespace(state_dir=tmp_path, env_name=env)
+    return config.load(env, [f"state_dir={tmp_path}"])
 
 
 def _values(path):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
+from aep_ops import config
 from aep_ops.metrics import runs, textfile
 from aep_ops.metrics.catalogue import RESULTS
 
@@ -17,7 +17,7 @@ def _values(path, runbook="backup.run", env="prod"):
 
 
 def test_a_success_sets_both_timestamps_and_the_result(tmp_path):
-    settings = SimpleNamespace(state_dir=tmp_path, env_name="prod")
+    settings = config.load("prod", [f"state_dir={tmp_path}"])
     path = runs.record(settings, "backup.run", "succeeded", 1000.0, 12.5)
     values = _values(path)
     assert values[runs.LAST_RUN] == values[runs.LAST_SUCCESS] == 1000.0
@@ -26,7 +26,7 @@ def test_a_success_sets_both_timestamps_and_the_result(tmp_path):
 
 
 def test_a_failure_keeps_the_last_success(tmp_path):
-    settings = SimpleNamespace(state_dir=tmp_path, env_name="prod")
+    settings = config.load("prod", [f"state_dir={tmp_path}"])
     runs.record(settings, "backup.run", "succeeded", 1000.0, 1.0)
     for status, ended in (("failed", 2000.0), ("interrupted", 3000.0), ("refused", 4000.0),
                           ("verification_failed", 5000.0)):
@@ -37,14 +37,14 @@ def test_a_failure_keeps_the_last_success(tmp_path):
 
 
 def test_never_succeeded_means_no_last_success_series(tmp_path):
-    settings = SimpleNamespace(state_dir=tmp_path, env_name="prod")
+    settings = config.load("prod", [f"state_dir={tmp_path}"])
     values = _values(runs.record(settings, "backup.run", "failed", 2000.0, 2.0))
     assert runs.LAST_SUCCESS not in values and values[runs.LAST_RUN] == 2000.0
 
 
 def test_runbooks_and_environments_keep_their_own_files(tmp_path):
-    prod = SimpleNamespace(state_dir=tmp_path, env_name="prod")
-    dev = SimpleNamespace(state_dir=tmp_path, env_name="dev")
+    prod = config.load("prod", [f"state_dir={tmp_path}"])
+    dev = config.load("dev", [f"state_dir={tmp_path}"])
     runs.record(prod, "backup.run", "succeeded", 1000.0, 1.0)
     runs.record(dev, "backup.run", "failed", 2000.0, 1.0)
     runs.record(prod, "dr.drill", "failed", 3000.0, 1.0)

@@ -4,7 +4,6 @@ atomically, readable by the collector's user, read back for the values a run car
 from __future__ import annotations
 
 import os
-import threading
 from types import SimpleNamespace
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from aep_ops import config
 from aep_ops.metrics import runs, textfile
 from aep_ops.metrics.textfile import Sample
+from tests.support.concurrent_reads import reads_while
 
 
 def _settings(tmp_path, env="prod", metrics_dir=None):
@@ -97,19 +97,11 @@ def test_merged_replaces_only_the_series_it_has():
 def test_a_reader_never_sees_a_partial_file(tmp_path):
     settings = _settings(tmp_path)
     path = runs.record(settings, "demo.greet", "succeeded", 1000.0, 1.0)
-    seen, stop = [], threading.Event()
 
-    def reader() -> None:
-        while not stop.is_set():
-            seen.append(path.read_text())
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    try:
+    def rewrite() -> None:
         for n in range(100):
             runs.record(settings, "demo.greet", "failed" if n % 2 else "succeeded", 1000.0 + n, 1.0)
-    finally:
-        stop.set()
-        thread.join()
+
+    seen = reads_while(path, rewrite)
     assert seen and all(text.endswith("\n") and text.count("# HELP") == 4 for text in seen), "every read is whole"
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
