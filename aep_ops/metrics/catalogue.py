@@ -55,14 +55,14 @@ _ALL = (
     Family("aep_ops_acm_cert_expiry_seconds", "Seconds until the ACM certificate expires.",
            ("env", "certificate", "arn")),
     Family("aep_ops_certs_check_last_run_timestamp_seconds", "When certs.check last finished.", ENV),
-    # backup.run: aep_ops_backup_ENV.prom (domain.py), one series per repository and backup type.
+    # backup.run: aep_ops_backup_ENV.prom (aep_ops/backup/run_hooks.py), one series per repository and backup type.
     Family("aep_ops_backup_last_end_timestamp_seconds", "When the newest backup of this type in this repository"
            " ended (its age is time() minus this).", BACKUP),
     Family("aep_ops_backup_database_bytes", "Size of the database in the newest backup of this type.", BACKUP),
     Family("aep_ops_backup_repo_bytes", "Size of the newest backup of this type in the repository (compressed;"
            " only the changes for diff and incr).", BACKUP),
     Family("aep_ops_backup_duration_seconds", "How long the newest backup of this type took.", BACKUP),
-    # backup.check: aep_ops_archive_ENV.prom (domain.py).
+    # backup.check: aep_ops_archive_ENV.prom (aep_ops/backup/run_hooks.py).
     Family("aep_ops_archive_failing", "1 when the last backup.check found WAL archiving failing (an archiver"
            " error, a backlog beyond the RPO, a repository not answering), else 0.", ENV),
     Family("aep_ops_archive_lag_seconds", "Seconds from the last archived WAL segment to the last backup.check.",
@@ -70,7 +70,7 @@ _ALL = (
     Family("aep_ops_archive_last_archived_timestamp_seconds", "When the last WAL segment was archived, as the"
            " last backup.check saw it.", ENV),
     Family("aep_ops_archive_ready_segments", "WAL segments waiting to be archived at the last backup.check.", ENV),
-    # logs.ship: aep_ops_logs_ENV.prom (domain.py).
+    # logs.ship: aep_ops_logs_ENV.prom (aep_ops/logs/run_hooks.py).
     Family("aep_ops_logs_shipped_files", "Rotated log files the last logs.ship shipped to S3.", ENV),
     Family("aep_ops_logs_shipped_bytes", "Bytes of rotated log files the last logs.ship shipped to S3.", ENV),
     Family("aep_ops_logs_failed_files", "Rotated log files the last logs.ship could not ship (they stay on"

@@ -1,7 +1,8 @@
 """The metrics package's part in every real run (called by aep_ops.engine.hooks, whichever front
-door started the run): the heartbeat's start ping; at the end, the run metrics, the domain metrics
-and the success or fail ping. Each part stands alone: a metrics directory that cannot be written
-still lets the ping go, and a dead ping URL still lets the metrics be written."""
+door started the run): the heartbeat's start ping; at the end, the run metrics and the success or
+fail ping. What a run found is written by its area's own run_hooks (aep_ops/backup, aep_ops/logs).
+Each part stands alone: a metrics directory that cannot be written still lets the ping go, and a
+dead ping URL still lets the metrics be written."""
 
 from __future__ import annotations
 
@@ -20,12 +21,10 @@ def run_started(event: Any) -> None:
 
 
 def run_finished(event: Any) -> None:
-    from aep_ops.metrics import domain, heartbeat, runs
+    from aep_ops.metrics import heartbeat, runs
 
     settings, runbook_id = event.settings, event.runbook.id
     _safely("run", runs.record, settings, runbook_id, event.status, event.ended_at, event.duration)
-    if event.result is not None:
-        _safely("domain", domain.record, settings, event.result)
     ok = event.status == "succeeded"
     heartbeat.ping(settings, runbook_id, event.run_id, "success" if ok else "fail",
                    "" if ok else f"{event.status}: {event.error or ''}")

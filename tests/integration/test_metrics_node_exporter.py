@@ -15,7 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from aep_ops.certs import metrics as certs_metrics
 from aep_ops.dr import report as drill_report
 from aep_ops.engine.runner import RunResult
-from aep_ops.metrics import catalogue, domain
+from aep_ops.backup import run_hooks as backup_hooks
+from aep_ops.logs import run_hooks as logs_hooks
+from aep_ops.metrics import catalogue
 from aep_ops.testing.node_exporter import start_node_exporter
 from tests.conftest import BIN
 
@@ -70,12 +72,12 @@ def _area_files(base, directory):
     certs_metrics.write(directory / "aep_ops_certs_prod.prom", certs_metrics.render("prod", rows, acm, now=1.5e9))
     backup = {"label": "L", "type": "full", "start": STOP, "stop": STOP, "wal_start": "A", "wal_stop": "B",
               "database_size": 40_000_000, "repo_size": 9_000_000, "repo": 1, "seconds": 33.0}
-    domain.record(settings("prod"), RunResult("backup.run", "prod", "succeeded", run_id="r",
-                                              outputs={"run_backup": backup}))
+    backup_hooks.record(settings("prod"), RunResult("backup.run", "prod", "succeeded", run_id="r",
+                                                    outputs={"run_backup": backup}))
     archiver = {"failing": True, "lag_seconds": 1800.0, "last_archived_time": STOP, "ready_segments": 4}
-    domain.record(settings("prod"), RunResult("backup.check", "prod", "verification_failed", run_id="r",
-                                              outputs={"archiver_status": archiver}))
-    domain.record(settings("prod"), RunResult("logs.ship", "prod", "succeeded", run_id="r", summary={
+    backup_hooks.record(settings("prod"), RunResult("backup.check", "prod", "verification_failed", run_id="r",
+                                                    outputs={"archiver_status": archiver}))
+    logs_hooks.record(settings("prod"), RunResult("logs.ship", "prod", "succeeded", run_id="r", summary={
         "shipped": [{"size": 1000}, {"size": 24}], "failed": [], "waiting_compression": 1}))
 
 
