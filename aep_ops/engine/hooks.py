@@ -13,13 +13,13 @@ import importlib
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterator, Sequence
 
 from aep_ops.base.errors import ApprovalRequired, ToolMissing, UsageError
 from aep_ops.base.log import get_logger
 from aep_ops.base.redact import redact
+from aep_ops.engine.runbook import area_modules
 
 HOOK_MODULE = "run_hooks"
 ROOT_PACKAGE = __name__.split(".", 1)[0]
@@ -52,13 +52,7 @@ class RunEvent:
 
 def hook_modules(root: str = ROOT_PACKAGE) -> list[str]:
     """``<root>.<pkg>.run_hooks`` for every package of ``root`` that has one, sorted (imports nothing)."""
-    package = importlib.import_module(root)
-    found = set()
-    for directory in package.__path__:
-        for sub in Path(directory).iterdir():
-            if (sub / "__init__.py").is_file() and (sub / f"{HOOK_MODULE}.py").is_file():
-                found.add(f"{root}.{sub.name}.{HOOK_MODULE}")
-    return sorted(found)
+    return area_modules(root, HOOK_MODULE)
 
 
 @contextmanager

@@ -119,16 +119,17 @@ def _check_bounds(rb: Runbook) -> None:
             raise ValueError(f"runbook {rb.id}: bounds[{name!r}] = {pair} leave out the default {default}")
 
 
-def area_modules(root: str = ROOT_PACKAGE) -> list[str]:
-    """``<root>.<area>.runbooks`` for every area package of ``root`` that has one, sorted.
+def area_modules(root: str = ROOT_PACKAGE, module: str = AREA_MODULE) -> list[str]:
+    """``<root>.<area>.<module>`` for every package of ``root`` that has that module (``runbooks``;
+    the engine's run hooks look for ``run_hooks``), sorted.
 
     Looks at the files and imports nothing, so listing costs no more than the areas it finds."""
     package = importlib.import_module(root)
     found = set()
     for directory in package.__path__:
         for area in Path(directory).iterdir():
-            if (area / "__init__.py").is_file() and (area / f"{AREA_MODULE}.py").is_file():
-                found.add(f"{root}.{area.name}.{AREA_MODULE}")
+            if (area / "__init__.py").is_file() and (area / f"{module}.py").is_file():
+                found.add(f"{root}.{area.name}.{module}")
     return sorted(found)
 
 
