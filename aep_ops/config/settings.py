@@ -30,7 +30,8 @@ from aep_ops.base.secrets import SecretRef, SecretResolver
 
 ENV_PREFIX = "AEP_OPS_"
 # Variables that steer the loader itself rather than naming a key.
-RESERVED_ENV = {"AEP_OPS_CONFIG", "AEP_OPS_ACTOR", "AEP_OPS_NO_SYSTEM_CONFIG", "AEP_OPS_JOB"}  # JOB: set by timers
+# JOB: set by timers; APPROVED_RUN: set by chat-ops for the run that carries out an approved request
+RESERVED_ENV = {"AEP_OPS_CONFIG", "AEP_OPS_ACTOR", "AEP_OPS_NO_SYSTEM_CONFIG", "AEP_OPS_JOB", "AEP_OPS_APPROVED_RUN"}
 REPO_DIR = Path(__file__).resolve().parents[2]
 MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: far above any real configuration, far below a memory problem
 MAX_YAML_NODES = 100_000  # values in one document once aliases are expanded (a 1,000-host inventory is ~15,000)

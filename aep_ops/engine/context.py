@@ -17,7 +17,8 @@ class RunOptions:
     dry_run: bool = False
     resume: str | None = None
     yes: bool = False
-    approved_by: str | None = None  # a chat approval, later
+    approved_by: str | None = None  # the second person who approved (chat-ops, engine/approvals)
+    claim: str | None = None  # the approved request (a run awaiting approval) this run carries out
 
 
 @dataclass

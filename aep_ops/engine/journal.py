@@ -29,6 +29,7 @@ RUN_FAILED = "failed"
 RUN_VERIFICATION_FAILED = "verification_failed"
 RUN_INTERRUPTED = "interrupted"
 RUN_REFUSED = "refused"  # a step refused to go on (bad input: exit 2, approval required: exit 4); resumable
+RUN_AWAITING_APPROVAL = "awaiting_approval"  # asked for in chat, waiting for a second person (engine/approvals)
 EVENT_NOTE = "note"  # a step_events row that records a note, not a state change of the step
 
 SCHEMA = (
@@ -135,17 +136,29 @@ class Journal:
             raise StateUnwritable(f"{exc}; then resume with --resume {run_id}") from None
 
     def start_run(self, runbook: str, env: str, params: dict[str, Any], *, actor: str, host: str,
-                  run_id: str | None = None, overrides: dict[str, Any] | None = None) -> str:
+                  run_id: str | None = None, overrides: dict[str, Any] | None = None,
+                  status: str = RUN_RUNNING) -> str:
         run_id = run_id or new_run_id()
         try:
             self._db.execute(
             "INSERT INTO runs (id, runbook, env, params, status, actor, host, pid, attempts, started_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-            (run_id, runbook, env, _dump(params), RUN_RUNNING, actor, host, os.getpid(), now_iso()))
+            (run_id, runbook, env, _dump(params), status, actor, host, os.getpid(), now_iso()))
             self._record_overrides(run_id, overrides)
         except StateUnwritable as exc:  # before the first step: nothing was changed (exit 2)
             raise ConfigError(str(exc)) from None
         return run_id
+
+    def claim_run(self, run_id: str, *, host: str, overrides: dict[str, Any] | None = None) -> bool:
+        """Start a run that was waiting for approval, in this process; False when it is not waiting
+        (already started by another process, or settled)."""
+        claimed = self._db.query("UPDATE runs SET status = ?, pid = ?, host = ?, started_at = ? WHERE id = ? AND status = ?"
+                                 " RETURNING id", (RUN_RUNNING, os.getpid(), host, now_iso(), run_id,
+                                                   RUN_AWAITING_APPROVAL))
+        if claimed:  # the overrides recorded with the request were the requesting service's: these ran
+            self._write(run_id, "DELETE FROM run_overrides WHERE run_id = ?", (run_id,))
+            self._write(run_id, *self._overrides_row(run_id, overrides))
+        return bool(claimed)
 
     def reopen_run(self, run_id: str, *, actor: str, host: str, overrides: dict[str, Any] | None = None) -> None:
         self._write(run_id,

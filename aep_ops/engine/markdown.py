@@ -28,7 +28,8 @@ from aep_ops.engine.runbook import Runbook
 RUNBOOKS_DIR = Path(__file__).resolve().parents[2] / "runbooks"
 HEADING = re.compile(r"^##\s+(?:(\d+)\.\s+)?(.*?)\s*`([a-z][a-z0-9_]*)`\s*$")
 REQUIRED_FRONT = ("id", "function", "summary", "owner")
-ALLOWED_FRONT = {"id", "function", "task", "summary", "owner", "schedule"}
+ALLOWED_FRONT = {"id", "function", "task", "summary", "owner", "schedule", "chat"}
+CHAT_VALUES = (True, False, "admin")  # front matter ``chat``: offered in chat to operators, not at all, to admins
 
 
 @dataclass
@@ -131,6 +132,8 @@ def _check_front(doc: RunbookDoc) -> list[str]:
     out += [f"{name}: unknown front matter key '{key}'" for key in sorted(set(doc.front) - ALLOWED_FRONT)]
     if doc.front.get("id") and doc.front["id"] != doc.path.stem:
         out.append(f"{name}: id '{doc.front['id']}' does not match the file name")
+    if "chat" in doc.front and doc.front["chat"] not in CHAT_VALUES:
+        out.append(f"{name}: chat is {doc.front['chat']!r}; use true, false or admin")
     if doc.front.get("task") and doc.front.get("id") and doc.front["task"] != doc.front["id"]:
         out.append(f"{name}: task '{doc.front['task']}' differs from id '{doc.front['id']}'")
     return out

@@ -67,8 +67,12 @@ class Interrupted(BaseException):
 
 def run_runbook(rb: Runbook, settings: Any, *, params: dict[str, Any] | None = None, dry_run: bool = False,
                 resume: str | None = None, yes: bool = False, approved_by: str | None = None,
-                out: IO[str] | None = None) -> RunResult:
-    options = RunOptions(dry_run=dry_run, resume=resume, yes=yes, approved_by=approved_by)
+                claim: str | None = None, out: IO[str] | None = None) -> RunResult:
+    """``claim``: carry out the approved request RUN_ID (engine/approvals), which waits in the
+    journal; its approval is consumed, and only with the arguments that were approved."""
+    if claim and (resume or dry_run):
+        raise UsageError("an approved request is carried out as a new run: not with --resume or --dry-run")
+    options = RunOptions(dry_run=dry_run, resume=resume, yes=yes, approved_by=approved_by, claim=claim)
     out = out or sys.stderr
     doc_path = find_doc(rb.id, settings.get("runbook_dirs") or ())
     doc = parse(doc_path) if doc_path else None
@@ -97,6 +101,13 @@ def _prepare(rb: Runbook, settings: Any, params: dict[str, Any], options: RunOpt
     ctx = RunContext(settings=settings, runbook_id=rb.id, params=dict(params), options=options, run_id=run_id, out=out)
     rb.func(ctx, **params)  # validates input before anything is touched
     return ctx
+
+
+def validate(rb: Runbook, settings: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as a run would take them (known, within bounds, accepted by the runbook's
+    own input check), without running anything: for a front door that asks before it runs."""
+    ctx = _prepare(rb, settings, dict(params), RunOptions(dry_run=True), sys.stderr)
+    return {p.name: ctx.params[p.name] for p in rb.params}  # as _run records them
 
 
 def _bounded(param: Any, value: Any) -> Any:
@@ -146,7 +157,7 @@ def _run(rb: Runbook, settings: Any, journal: jr.Journal, params: dict[str, Any]
         records = {r.idx: r for r in journal.steps(prior.id)}
         run_id = prior.id
     else:
-        run_id = jr.new_run_id()
+        run_id = options.claim or jr.new_run_id()
     ctx = _prepare(rb, settings, params, options, out, run_id)
     params = {p.name: ctx.params[p.name] for p in rb.params}
     lock = lock_for(settings, journal, f"{rb.id}@{settings.env_name}") if rb.mutating else _NoLock()
@@ -162,6 +173,8 @@ def _run(rb: Runbook, settings: Any, journal: jr.Journal, params: dict[str, Any]
         if options.resume:
             journal.reopen_run(run_id, actor=default_actor(), host=socket.gethostname(), overrides=overrides)
             log.info("run.resume", attempt_of=run_id)
+        elif options.claim:
+            _claim_approved(rb, settings, journal, run_id, params, options, overrides)
         else:
             journal.start_run(rb.id, settings.env_name, params, actor=default_actor(),
                               host=socket.gethostname(), run_id=run_id, overrides=overrides)
@@ -295,6 +308,17 @@ def _outcome_line(status: str, summary: str, seconds: float) -> str:
         return head + tail
     head += ": "
     return head + one_line(summary, limit=max(STEP_LINE_WIDTH - len(head) - len(tail), 20)) + tail
+
+
+def _claim_approved(rb: Runbook, settings: Any, journal: jr.Journal, run_id: str, params: dict[str, Any],
+                    options: RunOptions, overrides: dict[str, Any]) -> None:
+    from aep_ops.engine.approvals import Approvals
+
+    approval = Approvals(journal).consume(run_id, rb.id, settings.env_name, params)
+    if not journal.claim_run(run_id, host=socket.gethostname(), overrides=overrides):
+        raise UsageError(f"run {run_id} is not waiting for approval (see `inv runs.show {run_id}`)")
+    options.approved_by = approval.decided_by
+    log.info("run.approved", requested_by=approval.requested_by, approved_by=approval.decided_by)
 
 
 def _settle_interrupted(step: Step, ctx: RunContext) -> None:

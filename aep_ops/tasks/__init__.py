@@ -23,6 +23,7 @@ AREA_TASK_MODULES: dict[str, str] = {
     "logs": "aep_ops.tasks.logs",
     "timers": "aep_ops.tasks.timers",
     "metrics": "aep_ops.tasks.metrics",
+    "chatops": "aep_ops.tasks.chatops",
 }
 
 

@@ -54,8 +54,8 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
             if json_file is not None:
                 check_output_path(json_file)
             settings = load_settings(kwargs.pop("env"), kwargs.pop("set") or [])
-            result = shown(run_runbook(rb, settings, params=_typed(rb, kwargs),
-                                       dry_run=kwargs["dry_run"], resume=kwargs["resume"], yes=kwargs["yes"]))
+            result = shown(run_runbook(rb, settings, params=typed_params(rb, kwargs), dry_run=kwargs["dry_run"],
+                                       resume=kwargs["resume"], yes=kwargs["yes"], claim=approved_request()))
             try:
                 if as_json:
                     print_json({**asdict(result), **result.summary})
@@ -74,7 +74,7 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
 
     signature = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     # invoke fills a positional argument only while its value is None: give those a None default.
-    # Numbers too: invoke then hands over the string and _typed parses it (a bad value is one
+    # Numbers too: invoke then hands over the string and typed_params parses it (a bad value is one
     # line naming the flag, where invoke's own int() cast would end in a traceback).
     signature += [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY,
                                     default=None if p.name in rb.positional or p.kind in NUMBERS else p.default)
@@ -90,6 +90,14 @@ def runbook_task(rb: Runbook, *, render: Callable[[Any, Any], None] | None = Non
                 iterable=["set"], positional=list(rb.positional), auto_shortflags=False)
 
 
+def approved_request() -> str | None:
+    """The approved request (a run awaiting approval) that the chat front door asks this process
+    to carry out, by setting AEP_OPS_APPROVED_RUN; the engine checks and consumes its approval."""
+    import os
+
+    return os.environ.get("AEP_OPS_APPROVED_RUN", "").strip() or None
+
+
 def shown(result: Any) -> Any:
     """The run's result with every secret masked, for every renderer and the JSON alike: a step's
     plan, outputs and the run's summary hold what the step wrote (a DSN with its password), and a
@@ -99,7 +107,7 @@ def shown(result: Any) -> Any:
     return redact_obj(result)
 
 
-def _typed(rb: Runbook, kwargs: dict[str, Any]) -> dict[str, Any]:
+def typed_params(rb: Runbook, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Runbook parameters only, converted to the type of their default (invoke passes strings);
     the engine checks their bounds."""
     from aep_ops.base.numbers import number

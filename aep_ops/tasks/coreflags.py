@@ -33,6 +33,7 @@ REFUSED = {
 }
 HIDDEN = {"write-pyc"}  # accepted and harmless, but nothing an operator needs to see
 NO_IDEA = re.compile(r"No idea what '(.*)' is!", re.S)
+NO_VALUE = re.compile(r"Flag <Argument: ([\w-]+)[^>]*> needed value and was not given one!")
 
 
 # inv's flags that choose which tasks.py is loaded: they mean something before the task only.
@@ -107,11 +108,15 @@ def print_help(program: Any) -> None:
 def explain(program: Any, exc: Exception) -> str:
     """A parse error as one line; for an unknown task or flag, with the nearest valid one."""
     match = NO_IDEA.fullmatch(str(exc))
+    context = getattr(exc, "context", None)
+    tool = program.binary.split("[")[0] or "inv"
+    no_value = NO_VALUE.fullmatch(str(exc))
+    if no_value and context is not None and context.name:  # `--pause` last on the line
+        flag = "--" + no_value.group(1).replace("_", "-")
+        return f"error: {context.name}: {flag} needs a value (see `{tool} {context.name} --help`)"
     if not match:
         return str(exc)
     word = match.group(1)
-    context = getattr(exc, "context", None)
-    tool = program.binary.split("[")[0] or "inv"
     if word.startswith("-"):
         flags = sorted(getattr(context, "flags", None) or ())
         where = f"{context.name}: " if context is not None and context.name else ""

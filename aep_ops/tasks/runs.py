@@ -60,12 +60,18 @@ def show(c, run_id, json=False):
             raise Exit(f"error: no run {run_id} in the journal (see `inv runs.list`)", code=EXIT_USAGE)
         steps = journal.steps(run_id)
         overrides = journal.overrides(run_id)
+        approval = _approval(journal, run_id)
         if json:
             print_json({"run": asdict(run), "overrides": overrides, "steps": [asdict(s) for s in steps],
-                        "events": journal.events(run_id)})
+                        "events": journal.events(run_id), "approval": asdict(approval) if approval else None})
             return
         print(f"run {run.id}: {run.runbook} on {run.env}, {run.status} (attempts: {run.attempts})")
         print(f"  by {run.actor} on {run.host}, started {run.started_at}, finished {run.finished_at or '-'}")
+        if approval is not None:
+            decided = f" by {approval.decided_by}" if approval.decided_by else ""
+            when = f" at {approval.decided_at}" if approval.decided_at else f", expires {approval.expires_at}"
+            print(f"  requested by {approval.requested_by} ({approval.via}) at {approval.requested_at};"
+                  f" approval {approval.state}{decided}{when}")
         _mapping("  params", run.params)
         _overrides(overrides)
         if run.error:
@@ -80,6 +86,17 @@ def show(c, run_id, json=False):
             for e in notes:
                 if e["idx"] == s.idx:
                     _text(f"       {e['at'][11:23]}  ", e["note"])
+
+
+def _approval(journal, run_id):
+    """The second-person approval of a run asked for in chat (None for other runs)."""
+    from aep_ops.base.errors import StateUnwritable
+    from aep_ops.engine.approvals import Approvals
+
+    try:
+        return Approvals(journal).get(run_id)
+    except StateUnwritable:  # a read-only journal that never held an approval
+        return None
 
 
 def _mapping(head: str, values: dict, comments: dict | None = None) -> None:

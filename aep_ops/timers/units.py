@@ -59,7 +59,7 @@ ALWAYS_WRITABLE = ("-/etc/aep-ops",)  # logs.rotate installs this machine's logr
 
 def service(job: Job, *, command: str, state_dir: str, user: str, config_file: str | None,
             writable: list[str]) -> str:
-    words = " ".join(_exec_word(w) for w in [command, *job.arguments()])
+    words = " ".join(exec_word(w) for w in [command, *job.arguments()])
     environment = [f"AEP_OPS_STATE_DIR={state_dir}", f"AEP_OPS_JOB={job.name}"]
     if config_file:
         environment.append(f"AEP_OPS_CONFIG={config_file}")
@@ -68,9 +68,9 @@ def service(job: Job, *, command: str, state_dir: str, user: str, config_file: s
             "After=network-online.target", "Wants=network-online.target"]
     if job.then:
         unit.append(f"OnSuccess=aep-ops-{job.env}-{job.then}.service")
-    body = ["Type=oneshot", f"User={_word('timers.user', user)}",
-            f"WorkingDirectory={_path('state_dir', state_dir)}",
-            *(f'Environment="{_env_value(e)}"' for e in environment),
+    body = ["Type=oneshot", f"User={unit_word('timers.user', user)}",
+            f"WorkingDirectory={unit_path('state_dir', state_dir)}",
+            *(f'Environment="{env_value(e)}"' for e in environment),
             f"ExecStart={words}",
             "SuccessExitStatus=3",
             f"TimeoutStartSec={job.timeout_seconds}",
@@ -79,8 +79,8 @@ def service(job: Job, *, command: str, state_dir: str, user: str, config_file: s
             "StandardInput=null",
             f"SyslogIdentifier={job.unit}",
             *HARDENING,
-            "ReadWritePaths=" + " ".join([_path("state_dir", state_dir), *ALWAYS_WRITABLE,
-                                          *(_path("timers.read_write_paths", p) for p in writable)])]
+            "ReadWritePaths=" + " ".join([unit_path("state_dir", state_dir), *ALWAYS_WRITABLE,
+                                          *(unit_path("timers.read_write_paths", p) for p in writable)])]
     approved = ("# --yes: this job's production steps were approved when its timer was installed"
                 " (timers.install --yes; see the audit log)\n") if job.approve else ""
     return (HEADER.format(env=job.env) + approved + "[Unit]\n" + "\n".join(unit) + "\n\n[Service]\n"
@@ -111,7 +111,7 @@ def unit_files(jobs: list[Job], **service_args: object) -> dict[str, str]:
     return files
 
 
-def _exec_word(word: str) -> str:
+def exec_word(word: str) -> str:
     """One ExecStart argument, quoted so systemd hands it over unchanged: no splitting at spaces,
     no $VARIABLE expansion ($$), no %-specifiers (%%)."""
     if not word.isprintable():
@@ -120,18 +120,18 @@ def _exec_word(word: str) -> str:
     return f'"{escaped}"'
 
 
-def _env_value(text: str) -> str:
+def env_value(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
 
 
-def _path(key: str, value: str) -> str:
+def unit_path(key: str, value: str) -> str:
     if not SAFE_PATH.fullmatch(str(value)):
         raise ConfigError(f"{key}: {str(value)[:60]!r} cannot go into a unit file as it is: use an absolute path"
                           " of letters, digits and / . _ - @ + , = : ~")
     return str(value)
 
 
-def _word(key: str, value: str) -> str:
+def unit_word(key: str, value: str) -> str:
     if not SAFE_WORD.fullmatch(str(value)):
         raise ConfigError(f"{key}: {str(value)[:40]!r} is not a user name (letters, digits, . _ -)")
     return str(value)

@@ -13,3 +13,14 @@ def source(cli, local_env):
     """The local AEP source, created through the CLI (the pitr.* tests)."""
     cli("db.setup", check_rc=0, timeout=300)
     return locations.local_db(config.load("local"))
+
+
+@pytest.fixture(scope="module")
+def slack_api():
+    """A local Slack Web API (aep_ops/testing/slack_api.py) shared by a module's tests: the chat
+    service posts its replies there, and the tests read them back."""
+    from aep_ops.testing.slack_api import SlackApi
+
+    server = SlackApi()
+    yield server
+    server.close()

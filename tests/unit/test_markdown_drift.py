@@ -77,6 +77,7 @@ def test_matching_file_has_no_problems(tmp_path, registry):
                          "## 1. Run B `run_b`\n## 2. Ensure A `ensure_a`"), "steps out of order"),
     (lambda t: t.replace("owner: sre\n", ""), "front matter lacks 'owner'"),
     (lambda t: t.replace("owner: sre\n", "owner: sre\ncolour: blue\n"), "unknown front matter key 'colour'"),
+    (lambda t: t.replace("owner: sre\n", "owner: sre\nchat: everyone\n"), "chat is 'everyone'; use true, false or admin"),
     (lambda t: t.replace("summary: sample", "summary: a: b: c"), "front matter is not valid YAML"),
     (lambda t: t.replace("id: drift.sample", "id: drift.other"), "does not match the file name"),
     (lambda t: t.replace("## 2. Run B", "## 5. Run B"), "not numbered 1..3"),
