@@ -84,6 +84,9 @@ class ChatOps:
         except AepError as exc:
             self.audit(asker, "chatops.command", target="-", result=f"refused: {exc}")
             self.whisper(asker, f"error: {plain(str(exc))}")
+        except Exception as exc:  # noqa: BLE001 - a bug: the details to the log, one line to the asker
+            log.exception("chatops.internal_error")
+            self.whisper(asker, f"internal error: {type(exc).__name__} (details in the chat service's log)")
         finally:
             unbind("actor")
 
@@ -96,9 +99,12 @@ class ChatOps:
             return self.whisper(asker, self.help_text())
         if command.verb == "run" and command.help:
             return self.whisper(asker, code(runbook_help(command.runbook, self.config.command)))
-        handler = {"runs": self.list_runs, "status": self.show_run, "run": flows.request_run,
-                   "approve": flows.approve, "deny": flows.deny}[command.verb]
-        handler(self, asker, command) if command.verb in ("run", "approve", "deny") else handler(asker, command)
+        if command.verb == "runs":
+            return self.list_runs(asker, command)
+        if command.verb == "status":
+            return self.show_run(asker, command)
+        flow = {"run": flows.request_run, "approve": flows.approve, "deny": flows.deny}[command.verb]
+        flow(self, asker, command)
 
     def help_text(self) -> str:
         c = self.config.command
