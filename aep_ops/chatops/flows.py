@@ -78,6 +78,7 @@ def approve(svc: Any, asker: Any, command: Any, expected_hash: str | None = None
     try:
         approval = svc.approvals.approve(run_id, str(asker.who), expected_hash)
     except ApprovalRequired as exc:
+        _settle(svc, svc.approvals.get(run_id))  # decided against by someone else (or the sweep) just now
         svc.audit(asker, "chatops.approve", target=approval.env, runbook=rb_id, run_id=run_id, result=f"refused: {exc}")
         svc.whisper(asker, plain(str(exc)))
         return
@@ -96,12 +97,12 @@ def deny(svc: Any, asker: Any, command: Any) -> None:
     if approval.requested_by != str(asker.who):  # one's own request may always be withdrawn
         svc.authorise(asker, settings, needs="operator", what=f"denying {rb_id} on {approval.env}", runbook=rb_id)
     try:
-        svc.approvals.deny(run_id, str(asker.who))
+        _settle(svc, svc.approvals.deny(run_id, str(asker.who)))
     except ApprovalRequired as exc:
+        _settle(svc, svc.approvals.get(run_id))
         svc.whisper(asker, plain(str(exc)))
         return
     svc.audit(asker, "chatops.deny", target=approval.env, runbook=rb_id, run_id=run_id, result="denied")
-    _settle_unstarted(svc, run_id, f"denied by {asker.who}")
     request = svc.store.request(run_id) or {}
     svc.poster.post(request.get("channel", asker.channel), f"<@{asker.who.user_id}> denied run {run_id}",
                     thread_ts=request.get("thread_ts"))
@@ -110,7 +111,7 @@ def deny(svc: Any, asker: Any, command: Any) -> None:
 def expire(svc: Any) -> None:
     """Settle the requests whose approval window passed (each seen by one replica only)."""
     for approval in svc.approvals.expire_due():
-        _settle_unstarted(svc, approval.run_id, f"no approval before {approval.expires_at}")
+        _settle(svc, approval)
         request = svc.store.request(approval.run_id) or {}
         if request:
             svc.poster.post(request["channel"], f"run {approval.run_id} expired: nobody approved it in time",
@@ -124,6 +125,18 @@ def _request_of(svc: Any, run_id: str) -> tuple[Any, str, Any]:
     if approval.runbook not in svc.exposed:
         raise UsageError(f"run {run_id} is {approval.runbook}, which chat no longer offers")
     return approval, approval.runbook, svc.settings_for(approval.env)
+
+
+def _settle(svc: Any, approval: Any) -> None:
+    """A request decided against (denied, expired) ends as refused in the journal. Whoever sees the
+    decision first settles it (it is idempotent), so no one is told "denied" or "expired" while the
+    journal still says the run is waiting."""
+    from aep_ops.engine.approvals import DENIED, EXPIRED
+
+    if approval is not None and approval.state == DENIED:
+        _settle_unstarted(svc, approval.run_id, f"denied by {approval.decided_by}")
+    elif approval is not None and approval.state == EXPIRED:
+        _settle_unstarted(svc, approval.run_id, f"no approval before {approval.expires_at}")
 
 
 def _settle_unstarted(svc: Any, run_id: str, why: str) -> None:
