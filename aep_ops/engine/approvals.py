@@ -41,8 +41,8 @@ class Approval:
     decided_at: str | None
     via: str | None
 
-    def expired(self, now: datetime | None = None) -> bool:
-        return _iso(now or _now()) >= self.expires_at
+    def expired(self) -> bool:
+        return _iso(_now()) >= self.expires_at
 
 
 def args_hash(runbook: str, env: str, params: dict[str, Any]) -> str:

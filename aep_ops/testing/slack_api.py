@@ -135,11 +135,8 @@ class SlackApi:
                 self._cond.wait(min(left, 0.5))
 
     def wait_text(self, needle: str, timeout: float = 60, method: str | None = None) -> str:
-        return self.wait_for(lambda api: next((t for t in api._texts_unlocked(method) if needle in t), None),
+        return self.wait_for(lambda api: next((t for t in api.texts(method) if needle in t), None),
                              timeout, what=repr(needle))
-
-    def _texts_unlocked(self, method: str | None) -> list[str]:
-        return [str(c.args.get("text") or "") for c in self.calls if method is None or c.method == method]
 
     def close(self) -> None:
         self.server.shutdown()

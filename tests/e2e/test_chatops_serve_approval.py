@@ -25,21 +25,16 @@ GREETING = "demo/greeting.txt"
 
 
 @pytest.fixture(scope="module")
-def api(slack_api):
-    return slack_api
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory, api):
-    with chat_service(tmp_path_factory.mktemp("chat-approval"), api) as svc:
+def service(tmp_path_factory, slack_api):
+    with chat_service(tmp_path_factory.mktemp("chat-approval"), slack_api) as svc:
         yield svc
 
 
-def request(service, api, user: str, text: str) -> tuple[str, str]:
+def request(service, slack_api, user: str, text: str) -> tuple[str, str]:
     """Send a production request; (run id, the Approve button's value) once it waits."""
     assert service.command(text, user=user)[0] == 200
-    root = api.wait_for(lambda a: a.root(f"<@{user}> asked: `/ops {text}`"), 60, what=f"the request {text}")
-    message = api.wait_for(lambda a: next((c for c in a.calls if c.args.get("thread_ts") == root and c.args.get("blocks")),
+    root = slack_api.wait_for(lambda a: a.root(f"<@{user}> asked: `/ops {text}`"), 60, what=f"the request {text}")
+    message = slack_api.wait_for(lambda a: next((c for c in a.calls if c.args.get("thread_ts") == root and c.args.get("blocks")),
                                           None), 60, what="the approval request")
     blocks = message.args["blocks"]
     blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
@@ -65,27 +60,27 @@ def runs_show(service, run_id: str) -> str:
     return done.stdout
 
 
-def whisper(api, user: str, needle: str) -> str:
-    return api.wait_for(lambda a: next((w for w in a.whispers_to(user) if needle in w), None), 60, what=needle)
+def whisper(slack_api, user: str, needle: str) -> str:
+    return slack_api.wait_for(lambda a: next((w for w in a.whispers_to(user) if needle in w), None), 60, what=needle)
 
 
-def test_request_self_approval_second_person_then_once_only(service, api):
-    run_id, button = request(service, api, "UOPER1", "demo.greet --env prod --name Ada")
+def test_request_self_approval_second_person_then_once_only(service, slack_api):
+    run_id, button = request(service, slack_api, "UOPER1", "demo.greet --env prod --name Ada")
     assert run_status(service, run_id) == "awaiting_approval"
     shown = runs_show(service, run_id)
     assert f"requested by slack:{TEAM}/UOPER1 (slack)" in shown and "approval pending" in shown
 
     service.command(f"approve {run_id}", user="UOPER1")
-    assert whisper(api, "UOPER1", "second person") == \
+    assert whisper(slack_api, "UOPER1", "second person") == \
         f"run {run_id} was requested by slack:{TEAM}/UOPER1: a second person must approve it"
     service.click("ops_approve", button, user="UVIEW")
-    assert whisper(api, "UVIEW", "denied").startswith(f"denied: slack:{TEAM}/UVIEW is viewer on prod;")
+    assert whisper(slack_api, "UVIEW", "denied").startswith(f"denied: slack:{TEAM}/UVIEW is viewer on prod;")
     time.sleep(1)
     assert run_status(service, run_id) == "awaiting_approval"
     assert not (service.state_dir / GREETING).exists()
 
     service.click("ops_approve", button, user="UOPER2")
-    api.wait_for(lambda a: any(m.startswith("*demo.greet*: done (exit 0)") and run_id in m
+    slack_api.wait_for(lambda a: any(m.startswith("*demo.greet*: done (exit 0)") and run_id in m
                                for m in a.texts("chat.postMessage")), 90, what="the approved run's result")
     assert (service.state_dir / GREETING).read_text() == "Hello, Ada!\n"
     assert run_status(service, run_id) == "succeeded"
@@ -94,7 +89,7 @@ def test_request_self_approval_second_person_then_once_only(service, api):
     assert f"approval executed by slack:{TEAM}/UOPER2" in shown
 
     service.command(f"approve {run_id}", user="UADMIN")
-    assert whisper(api, "UADMIN", f"run {run_id} is already") .startswith(
+    assert whisper(slack_api, "UADMIN", f"run {run_id} is already") .startswith(
         f"run {run_id} is already executed by slack:{TEAM}/UOPER2")
     time.sleep(2)
     assert journal(service, "SELECT attempts FROM runs WHERE id = ?", (run_id,)) == [(1,)]
@@ -107,24 +102,24 @@ def test_request_self_approval_second_person_then_once_only(service, api):
         (f"slack:{TEAM}/UADMIN", "refused")]
 
 
-def test_an_expired_request_cannot_be_approved_and_is_settled(service, api):
-    run_id, button = request(service, api, "UOPER1", "demo.greet --env prod --name Late")
+def test_an_expired_request_cannot_be_approved_and_is_settled(service, slack_api):
+    run_id, button = request(service, slack_api, "UOPER1", "demo.greet --env prod --name Late")
     journal(service, "UPDATE run_approvals SET expires_at = '2000-01-01T00:00:00.000+00:00' WHERE run_id = ?",
             (run_id,))  # the clock moved on past the approval window (15 minutes by default)
     service.click("ops_approve", button, user="UOPER2")
-    assert "expired" in whisper(api, "UOPER2", f"run {run_id}")
+    assert "expired" in whisper(slack_api, "UOPER2", f"run {run_id}")
     assert run_status(service, run_id) == "refused"
     assert journal(service, "SELECT error FROM runs WHERE id = ?", (run_id,))[0][0].startswith("no approval before")
     greeting = service.state_dir / GREETING
     assert not greeting.exists() or "Late" not in greeting.read_text()
 
 
-def test_an_approval_covers_only_the_arguments_it_was_shown(service, api):
-    run_a, button_a = request(service, api, "UOPER1", "demo.greet --env prod --name Bea")
-    run_b, button_b = request(service, api, "UOPER1", "demo.greet --env prod --name Cal")
+def test_an_approval_covers_only_the_arguments_it_was_shown(service, slack_api):
+    run_a, button_a = request(service, slack_api, "UOPER1", "demo.greet --env prod --name Bea")
+    run_b, button_b = request(service, slack_api, "UOPER1", "demo.greet --env prod --name Cal")
     stale = f"{run_b}:{button_a.split(':')[1]}"  # run B's id with the arguments shown for A
     service.click("ops_approve", stale, user="UOPER2")
-    assert whisper(api, "UOPER2", f"arguments of run {run_b}") == \
+    assert whisper(slack_api, "UOPER2", f"arguments of run {run_b}") == \
         f"the arguments of run {run_b} are not the ones shown for approval; ask again"
     assert run_status(service, run_b) == "awaiting_approval"
 
@@ -145,12 +140,12 @@ def test_an_approval_covers_only_the_arguments_it_was_shown(service, api):
     assert (service.state_dir / GREETING).read_text() == "Hello, Bea!\n"
 
 
-def test_a_denied_request_is_settled_and_cannot_be_approved(service, api):
-    run_id, button = request(service, api, "UOPER1", "demo.greet --env prod --name Dan")
+def test_a_denied_request_is_settled_and_cannot_be_approved(service, slack_api):
+    run_id, button = request(service, slack_api, "UOPER1", "demo.greet --env prod --name Dan")
     service.click("ops_deny", run_id, user="UOPER2")
-    api.wait_for(lambda a: any(m == f"<@UOPER2> denied run {run_id}" for m in a.texts("chat.postMessage")), 60)
+    slack_api.wait_for(lambda a: any(m == f"<@UOPER2> denied run {run_id}" for m in a.texts("chat.postMessage")), 60)
     assert run_status(service, run_id) == "refused"
     service.click("ops_approve", button, user="UADMIN")
-    assert whisper(api, "UADMIN", f"run {run_id} is already denied").startswith(
+    assert whisper(slack_api, "UADMIN", f"run {run_id} is already denied").startswith(
         f"run {run_id} is already denied by slack:{TEAM}/UOPER2")
     assert run_status(service, run_id) == "refused"
