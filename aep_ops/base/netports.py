@@ -11,6 +11,7 @@ now; and a start that still finds it taken moves to another (``PORT_TAKEN``).
 from __future__ import annotations
 
 import errno
+import ipaddress
 import random
 import socket
 from pathlib import Path
@@ -86,3 +87,12 @@ def server_port(avoid: Iterable[int] = ()) -> int:
 def port_taken(message: str) -> bool:
     """Whether a failed server start says its port was taken."""
     return any(sign in message for sign in PORT_TAKEN)
+
+
+def is_ip_address(text: str) -> bool:
+    """An IPv4 or IPv6 address, not a name (which would need a DNS lookup or an SNI)."""
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False

@@ -1,9 +1,11 @@
 """Times and durations the way on-call messages show them: UTC with a Z, and 3m05s; and the one
-rule every recovery target obeys (an explicit UTC offset)."""
+rule every recovery target obeys (an explicit UTC offset); spans typed as flags (5m, 30s)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from aep_ops.base.errors import UsageError
 
@@ -40,3 +42,19 @@ def ago(delta: timedelta) -> str:
     if seconds < 172800:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+_SPAN = re.compile(r"^\s*(\d{1,7})\s*(ms|s|m|min|h|d)?\s*$")
+_SPAN_SECONDS = {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_span(flag: str, text: Any, *, minimum: float = 0, maximum: float = 7 * 86400) -> float:
+    """``5m``, ``30s``, ``1h``, ``250ms`` or plain seconds -> seconds; UsageError names the flag.
+    One rule for every flag that takes a span (--step-wait, --since), so they read alike."""
+    match = _SPAN.match(str(text))
+    if not match:
+        raise UsageError(f"{flag} {str(text)[:40]!r}: expected a span such as 30s, 5m, 1h or 250ms")
+    seconds = int(match[1]) * _SPAN_SECONDS[match[2]]
+    if not minimum <= seconds <= maximum:
+        raise UsageError(f"{flag} {str(text)[:40]!r}: must be between {minimum:g} s and {maximum:g} s")
+    return seconds

@@ -5,11 +5,11 @@ DNS in front can hide the one host that still serves a stale certificate."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from aep_ops.base.netports import is_ip_address
 from aep_ops.config.schema import preview
 from aep_ops.base.errors import UsageError
 
@@ -53,16 +53,16 @@ def parse_endpoint(spec: str, *, flag: str = "--endpoints", default_sni: str | N
     address = match["v6"] or match["host"]
     if match["v6"]:
         _check_ip(match["v6"], what)
-    elif not _is_ip(address) and not DNS_NAME.fullmatch(address) or address.startswith("*"):
+    elif not is_ip_address(address) and not DNS_NAME.fullmatch(address) or address.startswith("*"):
         raise UsageError(f"{what}: {address!r} is not a host name or an IP address")
     port = int(match["port"]) if match["port"] else DEFAULT_PORT
     if not 0 < port < 65536:
         raise UsageError(f"{what}: port {port} is out of range (1-65535)")
     sni = match["sni"]
-    if sni is not None and (not DNS_NAME.fullmatch(sni) or sni.startswith("*") or _is_ip(sni)):
+    if sni is not None and (not DNS_NAME.fullmatch(sni) or sni.startswith("*") or is_ip_address(sni)):
         raise UsageError(f"{what}: SNI {sni!r} is not a DNS name (SNI carries names, never addresses or wildcards)")
     if sni is None:
-        sni = default_sni if default_sni else (None if _is_ip(address) else address)
+        sni = default_sni if default_sni else (None if is_ip_address(address) else address)
     return Endpoint(address=address, port=port, sni=sni.rstrip(".").lower() if sni else None)
 
 
@@ -112,14 +112,6 @@ def _unique(endpoints: list[Endpoint]) -> list[Endpoint]:
     return list(seen.values())
 
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
-
-
 def _check_ip(text: str, what: str) -> None:
-    if not _is_ip(text):
+    if not is_ip_address(text):
         raise UsageError(f"{what}: [{text}] is not an IPv6 address")

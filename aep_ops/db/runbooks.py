@@ -1,4 +1,5 @@
-"""``db.setup``: the embedded "AEP" source database of backend ``local``, created idempotently.
+"""``db.setup``: the embedded "AEP" source database of backend ``local``, created idempotently;
+``db.migrate``: the platform's schema migrations, applied safely (steps in ``migrate_*.py``).
 
 One PostgreSQL 15 cluster under STATE_DIR/pg/aep-source (see ``aep_ops.db.locations``), archiving
 WAL through pgBackRest, with the AEP schema seeded and a recent full backup. The four steps
@@ -18,6 +19,9 @@ from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan
 from aep_ops.db.backends import backend_class
+from aep_ops.db.migrate_rehearse import RehearseMigration
+from aep_ops.db.migrate_steps import (EnsureMigrationBackup, PendingMigrations, Preflight, RecordRestorePoint,
+                                      RunMigration, VerifyMigration, validate_input)
 from aep_ops.db.source import SourceStep, backup_outputs, config_drift, reload, source
 from aep_ops.base.errors import AepError, StepFailed, VerificationFailed
 from aep_ops.base.log import get_logger
@@ -271,3 +275,20 @@ SETUP_STEPS = [EnsureSourceCluster, EnsureAppDatabase, EnsureStanza, EnsureRecen
 def setup(ctx: RunContext, *, scale: int = 0) -> None:
     """Refuse bad input and an unreachable state dir before anything is created."""
     backend_class(ctx.settings).check_usable(ctx.settings)
+
+
+# --- migrate (steps and helpers in migrate_*.py) ------------------------------------------------
+
+MIGRATE_STEPS = [PendingMigrations, Preflight, EnsureMigrationBackup, RecordRestorePoint, RehearseMigration,
+                 RunMigration, VerifyMigration]
+
+
+@runbook("db.migrate", steps=MIGRATE_STEPS,
+         summary="Apply the platform's schema migrations with preflight, lint, a restore point and lock safety",
+         help={"plan": "only look: print the SQL, lint findings and preflight results; change nothing",
+               "down": "revert this applied migration and every later one (sql_dir + down_dir); with a"
+                       " down_command, its argument (node-pg-migrate: a count, e.g. 1)",
+               "rehearse": "first run the migration on a copy restored to the restore point (local backend)"})
+def migrate(ctx: RunContext, *, plan: bool = False, down: str | None = None, rehearse: bool = False) -> None:
+    """Refuse bad input (no migrations configured, a missing directory, a blank value) with exit 2."""
+    validate_input(ctx, plan=plan, down=down, rehearse=rehearse)

@@ -60,6 +60,10 @@ class Runbook:
     positional: tuple[str, ...] = ()  # parameters the CLI also takes without their --flag
     bounds: dict[str, Bounds] = field(default_factory=dict)  # numeric parameter -> (minimum, maximum)
     read_only: bool = False  # only looks (doctor): no lock, and no --dry-run, --resume or --yes to offer
+    lock: str = ""  # runbooks naming the same lock exclude each other per environment (default: its id)
+
+    def lock_key(self, env: str) -> str:
+        return f"{self.lock or self.id}@{env}"
 
     @property
     def function_path(self) -> str:
@@ -83,12 +87,14 @@ class Runbook:
 def runbook(id: str, *, steps: list[type[Step]], summary: str, owner: str = "sre",
             mutating: bool = True, help: dict[str, str] | None = None,
             positional: tuple[str, ...] = (), bounds: dict[str, Bounds] | None = None,
-            read_only: bool = False) -> Callable[[Callable[..., Any]], Runbook]:
+            read_only: bool = False, lock: str = "") -> Callable[[Callable[..., Any]], Runbook]:
     """Register ``func`` as the runbook ``id`` made of ``steps`` (in order).
 
     ``bounds`` gives each numeric parameter its range, ``{"scale": (0, 1000)}``: every front
     door refuses a value outside it before the run starts. ``read_only`` (it changes nothing,
-    so it takes no lock) also drops the flags that would mean nothing: --dry-run, --resume, --yes."""
+    so it takes no lock) also drops the flags that would mean nothing: --dry-run, --resume, --yes.
+    ``lock`` names a lock shared with other runbooks that change the same thing (the release
+    runbooks all move one listener): one run of any of them at a time per environment."""
 
     def register(func: Callable[..., Any]) -> Runbook:
         ids = [s.id for s in steps]
@@ -96,7 +102,7 @@ def runbook(id: str, *, steps: list[type[Step]], summary: str, owner: str = "sre
             raise ValueError(f"runbook {id}: step ids must be unique and non-empty: {ids}")
         rb = Runbook(id=id, func=func, steps=list(steps), summary=summary, owner=owner,
                      mutating=mutating and not read_only, help=help or {},
-                     positional=tuple(positional), bounds=dict(bounds or {}), read_only=read_only)
+                     positional=tuple(positional), bounds=dict(bounds or {}), read_only=read_only, lock=lock)
         _check_bounds(rb)
         _REGISTRY[id] = rb
         return rb
@@ -131,6 +137,12 @@ def area_modules(root: str = ROOT_PACKAGE, module: str = AREA_MODULE) -> list[st
             if (area / "__init__.py").is_file() and (area / f"{module}.py").is_file():
                 found.add(f"{root}.{area.name}.{module}")
     return sorted(found)
+
+
+def lock_key(runbook_id: str, env: str) -> str:
+    """The lock a run of ``runbook_id`` on ``env`` holds (its own id unless it shares one)."""
+    rb = _REGISTRY.get(runbook_id)
+    return rb.lock_key(env) if rb else f"{runbook_id}@{env}"
 
 
 def load_all(extra_modules: list[str] | tuple[str, ...] = ()) -> dict[str, Runbook]:

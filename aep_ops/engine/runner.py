@@ -20,7 +20,7 @@ from aep_ops.engine.context import RunContext, RunOptions, say as _say
 from aep_ops.engine.hooks import around_run
 from aep_ops.engine.lock import AdvisoryLock, FileLock, Holder
 from aep_ops.engine.markdown import find_doc, parse
-from aep_ops.engine.runbook import Runbook
+from aep_ops.engine.runbook import Runbook, lock_key
 from aep_ops.engine.step import (CHANGED, DONE_STATES, FAILED, PENDING, RUNNING, UNCHANGED, OutputUnavailable,
                                  Plan, Step)
 from aep_ops.engine.timeouts import deadline, with_retries
@@ -160,7 +160,7 @@ def _run(rb: Runbook, settings: Any, journal: jr.Journal, params: dict[str, Any]
         run_id = options.claim or jr.new_run_id()
     ctx = _prepare(rb, settings, params, options, out, run_id)
     params = {p.name: ctx.params[p.name] for p in rb.params}
-    lock = lock_for(settings, journal, f"{rb.id}@{settings.env_name}") if rb.mutating else _NoLock()
+    lock = lock_for(settings, journal, rb.lock_key(settings.env_name)) if rb.mutating else _NoLock()
     lock.acquire(Holder.me(run_id))
     try:
         bind(run_id=run_id)
@@ -389,7 +389,7 @@ def run_is_live(settings: Any, journal: jr.Journal, run: jr.RunRecord | None) ->
     (or the database) released its lock when its process died."""
     if run is None or run.status != jr.RUN_RUNNING:
         return False
-    holder = lock_for(settings, journal, f"{run.runbook}@{run.env}").current_holder()
+    holder = lock_for(settings, journal, lock_key(run.runbook, run.env)).current_holder()
     return holder is not None and holder.run_id in (run.id, "unknown")
 
 

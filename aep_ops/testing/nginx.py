@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aep_ops.base.processes import stop_child
+from aep_ops.base.processes import alive, stat_fields, stop_child
 from aep_ops.testing.ports import free_port
 
 MODERN = "TLSv1.2 TLSv1.3"
@@ -45,6 +45,8 @@ class Site:
 class Nginx:
     base: Path
     sites: dict[str, Site] = field(default_factory=dict)
+    http_extra: str = ""  # http-level blocks a caller renders itself (alb_nginx.py: an upstream and its proxy)
+    listens: list[tuple[str, int]] = field(default_factory=list)  # what http_extra listens on: waited for
     _process: Any = field(default=None, repr=False)
 
     @property
@@ -63,7 +65,7 @@ class Nginx:
 
     def write_conf(self) -> None:
         user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""
-        blocks = "".join(_server_block(s) for s in self.sites.values())
+        blocks = "".join(_server_block(s) for s in self.sites.values()) + self.http_extra
         self.conf.write_text(
             f"daemon off;\nmaster_process on;\nworker_processes 1;\n{user}pid {self.base}/nginx.pid;\n"
             f"error_log {self.base}/error.log notice;\nevents {{ worker_connections 512; }}\n"
@@ -91,17 +93,37 @@ class Nginx:
         return self
 
     def reload(self) -> None:
-        """SIGHUP after ``nginx -t``; returns once the master has re-read its configuration."""
+        """SIGHUP after ``nginx -t``; returns once only the new configuration accepts connections:
+        the master starts new workers and only then tells the old ones to stop accepting (they
+        finish their requests), so until each old worker logs that it is shutting down, a new
+        connection may still be served with the old configuration."""
         check = self.test_conf()
         if check.returncode != 0:
             raise RuntimeError(f"nginx -t failed: {check.stderr.strip()}")
         marker = len(self.error_log())
+        old_workers = self.workers()
         self._process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
-        while "start worker process" not in self.error_log()[marker:]:  # new workers, new configuration
+        while not self._reloaded(marker, old_workers):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nginx did not reload: {self.error_log()[marker:]}")
-            time.sleep(0.02)
+            time.sleep(0.01)
+
+    def workers(self) -> list[int]:
+        """PIDs of the master's live children (its worker processes, old and new)."""
+        if self._process is None:
+            return []
+        master = str(self._process.pid)
+        return [pid for pid in _all_pids() if (fields := stat_fields(pid)) and fields[1] == master
+                and fields[0] != "Z"]
+
+    def _reloaded(self, marker: int, old_workers: list[int]) -> bool:
+        log = self.error_log()
+        if "start worker process" not in log[marker:]:  # new workers, new configuration
+            return False
+        # "PID#TID: gracefully shutting down" is logged right before the worker closes its listening
+        # sockets (the whole log: a worker of an earlier reload may still be finishing its requests)
+        return all(f"{pid}#{pid}: gracefully shutting down" in log or not alive(pid) for pid in old_workers)
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -110,31 +132,33 @@ class Nginx:
 
     def _wait_listening(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        pending = list(self.sites.values())
+        pending = [(s.address, s.port) for s in self.sites.values()] + list(self.listens)
         while pending:
             if self._process.poll() is not None:
                 raise RuntimeError(f"nginx exited with {self._process.returncode}: {self.error_log().strip()}")
-            site = pending[0]
+            address, port = pending[0]
             try:
-                socket.create_connection((site.address, site.port), timeout=1).close()
+                socket.create_connection((address, port), timeout=1).close()
                 pending.pop(0)
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"nginx did not listen on {site.address}:{site.port} within {timeout:g}s:"
+                    raise RuntimeError(f"nginx did not listen on {address}:{port} within {timeout:g}s:"
                                        f" {self.error_log().strip()}") from None
                 time.sleep(0.02)
 
 
-def start_nginx(sites: list[Site], base: Path | None = None) -> Nginx:
+def start_nginx(sites: list[Site], base: Path | None = None, http_extra: str = "",
+                listens: list[tuple[str, int]] | None = None) -> Nginx:
     """nginx under the prefix ``base`` (default: a new directory in /tmp) serving ``sites`` (ports
-    filled in when 0); its configuration is ``base/nginx.conf``, its pid file ``base/nginx.pid``."""
+    filled in when 0) and ``http_extra`` (which listens on ``listens``); its configuration is
+    ``base/nginx.conf``, its pid file ``base/nginx.pid``."""
     _nginx_bin()
     if base is None:
         base = Path(tempfile.mkdtemp(prefix="aep-nginx-", dir="/tmp"))
     base.mkdir(parents=True, exist_ok=True)
     os.chmod(base, 0o755)
     (base / "tmp").mkdir()
-    server = Nginx(base, {s.name: s for s in sites})
+    server = Nginx(base, {s.name: s for s in sites}, http_extra, list(listens or []))
     try:
         return server.start()
     except BaseException:
@@ -158,6 +182,10 @@ def _server_block(site: Site) -> str:
             f"        ssl_certificate {site.cert};\n        ssl_certificate_key {site.key};\n"
             f"        ssl_protocols {site.protocols};\n{ciphers}{webroot}"
             f"        location / {{ return 200 \"{site.name}\\n\"; }}\n    }}\n")
+
+
+def _all_pids() -> list[int]:
+    return [int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit()]
 
 
 def _nginx_bin() -> str:

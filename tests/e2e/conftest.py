@@ -24,3 +24,8 @@ def slack_api():
     server = SlackApi()
     yield server
     server.close()
+
+
+# The release.* tests: blue and green app processes behind a real nginx that routes as a moto ALB
+# listener says (aep_ops/testing/alb_nginx.py).
+from aep_ops.testing.alb_nginx import release_alb, release_apps  # noqa: E402, F401

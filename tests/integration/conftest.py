@@ -57,3 +57,8 @@ def rds_source(moto_account, pg_cluster):
     from tests.support.rds_staging import make_rds_source
 
     return make_rds_source(moto_account, pg_cluster)
+
+
+# The release.* tests: blue and green app processes behind a real nginx that routes as a moto ALB
+# listener says (aep_ops/testing/alb_nginx.py).
+from aep_ops.testing.alb_nginx import release_alb, release_apps  # noqa: E402, F401

@@ -18,7 +18,7 @@ from tests.conftest import write_config
 from tests.support.processes import latest_run_id, spawned, wait_applying
 
 BIN = Path(sys.executable).parent
-JOBS = 10  # the default schedule: see test_timers_render
+JOBS = 11  # the default schedule: see test_timers_render
 
 
 def _configure(tmp_path, monkeypatch, extra: str = "") -> Path:

@@ -26,13 +26,13 @@ def test_remove_disables_and_deletes_only_this_environment_s_units_and_twice_is_
     assert wants and all(name.startswith("aep-ops-dev-") for name in wants)
     again = cli("timers.remove", "--env", "staging", "--json", check_rc=0)
     assert [s["status"] for s in json.loads(again.stdout)["steps"]] == ["unchanged", "unchanged"]
-    assert len(list(units.glob("aep-ops-dev-*.timer"))) == 10
+    assert len(list(units.glob("aep-ops-dev-*.timer"))) == 11
 
 
 def test_production_removal_needs_yes(cli, tmp_path, monkeypatch):
     units = _units(tmp_path, monkeypatch)
     cli("timers.install", "--env", "prod", "--yes", check_rc=0)
     refused = cli("timers.remove", "--env", "prod", check_rc=4)
-    assert "--yes" in refused.stderr and len(list(units.glob("aep-ops-prod-*.timer"))) == 10
+    assert "--yes" in refused.stderr and len(list(units.glob("aep-ops-prod-*.timer"))) == 11
     cli("timers.remove", "--env", "prod", "--yes", check_rc=0)
     assert not list(units.glob("aep-ops-prod-*"))

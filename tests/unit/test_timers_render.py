@@ -17,7 +17,7 @@ from aep_ops.timers.units import EXPOSURE_BAR
 from tests.conftest import write_config
 
 DEFAULT_JOBS = {"backup-check", "backup-full", "backup-incr", "backup-verify", "certs-check", "certs-renew",
-                "doctor", "dr-drill", "logs-rotate", "logs-ship"}
+                "doctor", "dr-drill", "logs-rotate", "logs-ship", "release-watchdog"}
 
 
 def _settings(env="prod", text="", tmp_path=None, monkeypatch=None):
