@@ -75,8 +75,10 @@ class Handler(BaseHTTPRequestHandler):
             started = time.perf_counter()
             code = 500 if state.next_fails() else 200
             body = {"colour": state.colour} if code == 200 else {"colour": state.colour, "error": "degraded"}
-            self._send(code, json.dumps(body).encode(), "application/json")
+            # Counted before the answer leaves: a client that has its answer must find it in /metrics
+            # (counted after, a scrape right after the last answer could miss it).
             state.requests.labels(code=str(code)).inc()
+            self._send(code, json.dumps(body).encode(), "application/json")
             state.duration.observe(time.perf_counter() - started)
         elif self.path == "/healthz":
             self._send(200, b"ok\n") if state.healthy else self._send(503, b"unhealthy\n")
