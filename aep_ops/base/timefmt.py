@@ -58,3 +58,12 @@ def parse_span(flag: str, text: Any, *, minimum: float = 0, maximum: float = 7 *
     if not minimum <= seconds <= maximum:
         raise UsageError(f"{flag} {str(text)[:40]!r}: must be between {minimum:g} s and {maximum:g} s")
     return seconds
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso_ms(moment: datetime) -> str:
+    """UTC ISO 8601 to the millisecond: rows compared as text (expiry columns) sort as times."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")

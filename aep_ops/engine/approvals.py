@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from aep_ops.base.errors import ApprovalRequired
+from aep_ops.base.timefmt import iso_ms, utc_now
 
 PENDING, APPROVED, DENIED, EXPIRED, EXECUTED = "pending", "approved", "denied", "expired", "executed"
 
@@ -42,21 +43,13 @@ class Approval:
     via: str | None
 
     def expired(self) -> bool:
-        return _iso(_now()) >= self.expires_at
+        return iso_ms(utc_now()) >= self.expires_at
 
 
 def args_hash(runbook: str, env: str, params: dict[str, Any]) -> str:
     """What an approval is bound to besides the run: the runbook, environment and arguments."""
     text = json.dumps({"runbook": runbook, "env": env, "params": params}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
 class Approvals:
@@ -68,12 +61,12 @@ class Approvals:
 
     def request(self, run_id: str, runbook: str, env: str, params: dict[str, Any], *, requested_by: str,
                 ttl_seconds: int, via: str) -> Approval:
-        now = _now()
+        now = utc_now()
         self._db.execute(
             "INSERT INTO run_approvals (run_id, runbook, env, args_hash, requested_by, requested_at, expires_at,"
             " state, via) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, runbook, env, args_hash(runbook, env, params), requested_by, _iso(now),
-             _iso(now + timedelta(seconds=ttl_seconds)), PENDING, via))
+            (run_id, runbook, env, args_hash(runbook, env, params), requested_by, iso_ms(now),
+             iso_ms(now + timedelta(seconds=ttl_seconds)), PENDING, via))
         return self.get(run_id)  # type: ignore[return-value]
 
     def get(self, run_id: str) -> Approval | None:
@@ -89,7 +82,7 @@ class Approvals:
         return self._decide(run_id, by, DENIED, None)
 
     def _decide(self, run_id: str, who: str, state: str, expected_hash: str | None) -> Approval:
-        now = _iso(_now())
+        now = iso_ms(utc_now())
         sql = ("UPDATE run_approvals SET state = ?, decided_by = ?, decided_at = ?"
                " WHERE run_id = ? AND state = ? AND expires_at > ?")
         args: tuple = (state, who, now, run_id, PENDING, now)
@@ -135,7 +128,7 @@ class Approvals:
 
     def expire_due(self) -> list[Approval]:
         """Pending requests past their time, marked expired; each is returned to one caller only."""
-        now = _iso(_now())
+        now = iso_ms(utc_now())
         rows = self._db.query("UPDATE run_approvals SET state = ?, decided_at = ? WHERE state = ? AND expires_at <= ?"
                               " RETURNING run_id", (EXPIRED, now, PENDING, now))
         return [a for a in (self.get(r["run_id"]) for r in rows) if a is not None]

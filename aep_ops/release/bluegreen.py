@@ -121,8 +121,8 @@ class DrainOld(Step):
         old = other(to)
         until = ctx.output("ensure_switched", "switched_at") + lb.deregistration_delay(old)
         while (left := until - time.time()) > 0:
-            if lb.forward().weights != all_to(to):
-                raise StepFailed(f"the listener no longer sends all traffic to {to} ({lb.forward().describe()});"
+            if (now := lb.forward()).weights != all_to(to):
+                raise StepFailed(f"the listener no longer sends all traffic to {to} ({now.describe()});"
                                  " someone else moved it. Look before going on")
             ctx.progress(f"{old} kept warm: {duration(left)} of the deregistration delay left")
             time.sleep(min(10.0, left))
@@ -187,11 +187,11 @@ class EnsureRolledBack(Step):
     requires_approval = True
 
     def check(self, ctx):
-        to = ctx.output("plan_rollback", "to")
-        now = listener(ctx).forward()
+        to, lb = ctx.output("plan_rollback", "to"), listener(ctx)
+        now = lb.forward()
         if now.weights == all_to(to) and not ctx.output("plan_rollback", "lease"):
             return Plan.unchanged(f"all traffic is on {to}")
-        verdict = gates.health(ctx.settings, listener(ctx), to)
+        verdict = gates.health(ctx.settings, lb, to)
         if verdict.status != gates.PASS:
             raise StepFailed(f"{verdict.why}: returning traffic there would not help. Nothing was changed; fix {to}"
                              " or choose the other colour with --to")

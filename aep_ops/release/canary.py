@@ -49,7 +49,8 @@ class PlanCanary(Step):
     title = "Plan: stable and canary colours, gates, and how long each step lasts"
 
     def check(self, ctx):
-        lb, cfg = listener(ctx), listener(ctx).cfg
+        lb = listener(ctx)
+        cfg = lb.cfg
         with leases(ctx) as book:
             lease = book.get(ctx.env_name)
         ours = lease is not None and lease.run_id == ctx.run_id
@@ -118,41 +119,41 @@ class CanaryRun:
         self.sticky = self.lb.capped_stickiness(facts["stickiness"])
         self.original_sticky = facts["stickiness"]
         self.poll = min(MAX_POLL, max(0.2, self.wait / 20))
+        self.alarms = gates.Alarms(ctx.settings, self.cfg)
         self.results: list[dict[str, Any]] = []
+        self.book: Any = None  # the journal's leases, open for the whole run (renewed at every poll)
 
     def run(self) -> dict[str, Any]:
-        start = self._hold_lease()
-        steps = self.ctx.params["step_list"]
-        for percent in steps[steps.index(start) if start in steps else 0:]:
-            self._step(percent)
-        if self.original_sticky != self.sticky:
-            shift(self.ctx, self.lb, all_to(self.canary), why="stickiness restored", sticky=self.original_sticky)
-        with leases(self.ctx) as book:
-            book.finish(self.ctx.env_name, self.ctx.run_id, DONE, note=f"{self.canary} promoted")
+        with leases(self.ctx) as self.book:
+            start = self._hold_lease()
+            steps = self.ctx.params["step_list"]
+            for percent in steps[steps.index(start) if start in steps else 0:]:
+                self._step(percent)
+            if self.original_sticky != self.sticky:
+                shift(self.ctx, self.lb, all_to(self.canary), why="stickiness restored", sticky=self.original_sticky)
+            self.book.finish(self.ctx.env_name, self.ctx.run_id, DONE, note=f"{self.canary} promoted")
         return {"promoted": self.canary, "steps": self.results}
 
     def _hold_lease(self) -> int:
         """Take the lease (or, resuming, take our own back): the step to start from."""
-        ctx = self.ctx
-        with leases(ctx) as book:
-            lease = book.get(ctx.env_name)
-            if lease is not None and lease.run_id == ctx.run_id:
-                if not book.resume(ctx.env_name, ctx.run_id, self.cfg.lease_seconds):
-                    raise LeaseLost(f"this canary's lease was taken away ({book.get(ctx.env_name).note});"
-                                    " start a new canary")
-                ctx.note(f"resumed with the lease; re-running the {lease.weight or ctx.params['step_list'][0]}% step")
-                return lease.weight
-            if book.take(ctx.env_name, ctx.run_id, ctx.runbook_id, back_to=self.stable, released=self.canary,
-                         holder=holder(), seconds=self.cfg.lease_seconds) is None:
-                raise StepFailed(f"another run took the release lease of {ctx.env_name} first; nothing was changed")
+        ctx, book = self.ctx, self.book
+        lease = book.get(ctx.env_name)
+        if lease is not None and lease.run_id == ctx.run_id:
+            if not book.resume(ctx.env_name, ctx.run_id, self.cfg.lease_seconds):
+                raise LeaseLost(f"this canary's lease was taken away ({book.get(ctx.env_name).note});"
+                                " start a new canary")
+            ctx.note(f"resumed with the lease; re-running the {lease.weight or ctx.params['step_list'][0]}% step")
+            return lease.weight
+        if book.take(ctx.env_name, ctx.run_id, ctx.runbook_id, back_to=self.stable, released=self.canary,
+                     holder=holder(), seconds=self.cfg.lease_seconds) is None:
+            raise StepFailed(f"another run took the release lease of {ctx.env_name} first; nothing was changed")
         return 0
 
     def _renew(self, weight: int | None = None) -> None:
-        with leases(self.ctx) as book:
-            if not book.renew(self.ctx.env_name, self.ctx.run_id, self.cfg.lease_seconds, weight=weight):
-                lease = book.get(self.ctx.env_name)
-                raise LeaseLost(f"this canary's lease is gone ({lease.note if lease else 'no lease'}); traffic is"
-                                " left to whoever took it. Nothing more was changed")
+        if not self.book.renew(self.ctx.env_name, self.ctx.run_id, self.cfg.lease_seconds, weight=weight):
+            lease = self.book.get(self.ctx.env_name)
+            raise LeaseLost(f"this canary's lease is gone ({lease.note if lease else 'no lease'}); traffic is"
+                            " left to whoever took it. Nothing more was changed")
 
     def _step(self, percent: int) -> None:
         ctx = self.ctx
@@ -182,7 +183,7 @@ class CanaryRun:
                 ctx.progress(f"step {percent}% holding: {errors.why}")
 
     def _alarms(self) -> gates.Verdict:
-        firing = [a for a in gates.Alarms(self.ctx.settings, self.cfg).firing() if a not in self.ignored]
+        firing = [a for a in self.alarms.firing() if a not in self.ignored]
         if firing:
             return gates.Verdict("alarms", gates.FAIL, f"alarm(s) in ALARM: {', '.join(firing)}")
         return gates.Verdict("alarms", gates.PASS, "no gating alarm in ALARM")
@@ -194,8 +195,7 @@ class CanaryRun:
         self._renew()  # still ours: nobody else is moving the traffic
         shift(ctx, self.lb, all_to(self.stable), why=f"canary rollback ({verdict.gate})", sticky=self.original_sticky)
         took = time.monotonic() - detected
-        with leases(ctx) as book:
-            book.finish(ctx.env_name, ctx.run_id, ROLLED_BACK, note=why)
+        self.book.finish(ctx.env_name, ctx.run_id, ROLLED_BACK, note=why)
         told = notify(ctx, f"canary {self.canary} rolled back on {ctx.env_name}: {why}; all traffic on {self.stable}")
         details = {"gate": verdict.gate, "status": verdict.status, "percent": percent, "figures": verdict.figures,
                    "rollback_seconds": round(took, 3), "steps": self.results, "notice": told}

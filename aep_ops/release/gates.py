@@ -9,8 +9,6 @@ at the start of the step and compared later, so earlier traffic and other steps 
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +105,8 @@ class Alarms:
 
 def scrape(url: str, metric: str, status_label: str) -> tuple[int, int]:
     """(requests, 5xx answers) from one target's Prometheus text; OSError/ValueError when unreadable."""
+    import urllib.request  # here, not at the top: the CLI imports this module to list tasks
+
     from prometheus_client.parser import text_string_to_metric_families
 
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -138,7 +138,7 @@ class ErrorRate:
         for name, url in urls.items():
             try:
                 counts[name] = scrape(url, self.cfg.requests_metric, self.cfg.status_label)
-            except (OSError, ValueError, urllib.error.URLError) as exc:
+            except (OSError, ValueError) as exc:  # URLError is an OSError
                 unreadable.append(f"{name}: {type(exc).__name__}")
         return counts, unreadable
 

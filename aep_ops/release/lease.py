@@ -11,10 +11,14 @@ environment also remembers the last finished release, so ``release.rollback`` kn
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
+from aep_ops.base.timefmt import iso_ms, utc_now
+
 ACTIVE, DONE, ROLLED_BACK = "active", "done", "rolled_back"
+COLUMNS = ("env", "run_id", "runbook", "back_to", "released", "holder", "expires_at", "state", "weight", "updated_at",
+           "note")
 
 TABLE = """CREATE TABLE IF NOT EXISTS release_leases (
     env TEXT PRIMARY KEY, run_id TEXT NOT NULL, runbook TEXT NOT NULL, back_to TEXT NOT NULL,
@@ -37,19 +41,11 @@ class Lease:
     note: str | None
 
     def expired(self) -> bool:
-        return self.expires_at <= iso(now())
+        return self.expires_at <= iso_ms(utc_now())
 
     @property
     def active(self) -> bool:
         return self.state == ACTIVE
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
 class Leases:
@@ -64,61 +60,57 @@ class Leases:
     def take(self, env: str, run_id: str, runbook: str, *, back_to: str, released: str, holder: str,
              seconds: int) -> Lease | None:
         """A new run takes the lease unless another run holds it (active): the new lease, or None."""
-        moment = now()
-        until = iso(moment + timedelta(seconds=seconds))
-        rows = self._db.query(
-            "INSERT INTO release_leases (env, run_id, runbook, back_to, released, holder, expires_at, state, weight,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (env) DO UPDATE SET run_id ="
-            " excluded.run_id, runbook = excluded.runbook, back_to = excluded.back_to, released = excluded.released,"
-            " holder = excluded.holder, expires_at = excluded.expires_at, state = excluded.state, weight = 0,"
-            " updated_at = excluded.updated_at, note = NULL WHERE release_leases.state <> ?"
-            " AND release_leases.run_id <> excluded.run_id RETURNING env",
-            (env, run_id, runbook, back_to, released, holder, until, ACTIVE, iso(moment), ACTIVE))
-        return self.get(env) if rows else None
+        moment = utc_now()
+        row = (env, run_id, runbook, back_to, released, holder, iso_ms(moment + timedelta(seconds=seconds)), ACTIVE,
+               0, iso_ms(moment), None)
+        return self.get(env) if self._upsert(row, only_if_free=True) else None
 
     def resume(self, env: str, run_id: str, seconds: int) -> bool:
         """A resumed run takes its own lease back, expired or not, unless the watchdog or a rollback
         took it away first (one conditional UPDATE decides between them)."""
-        moment = now()
+        moment = utc_now()
         return bool(self._db.query(
             "UPDATE release_leases SET expires_at = ?, updated_at = ? WHERE env = ? AND run_id = ? AND state = ?"
-            " RETURNING env", (iso(moment + timedelta(seconds=seconds)), iso(moment), env, run_id, ACTIVE)))
+            " RETURNING env", (iso_ms(moment + timedelta(seconds=seconds)), iso_ms(moment), env, run_id, ACTIVE)))
 
     def renew(self, env: str, run_id: str, seconds: int, *, weight: int | None = None) -> bool:
         """Extend our own, still valid lease (and note the weight set); False when it was taken away."""
-        moment = now()
+        moment = utc_now()
         sql = "UPDATE release_leases SET expires_at = ?, updated_at = ?"
-        args: tuple = (iso(moment + timedelta(seconds=seconds)), iso(moment))
+        args: tuple = (iso_ms(moment + timedelta(seconds=seconds)), iso_ms(moment))
         if weight is not None:
             sql, args = sql + ", weight = ?", args + (int(weight),)
         sql += " WHERE env = ? AND run_id = ? AND state = ? AND expires_at > ? RETURNING env"
-        return bool(self._db.query(sql, args + (env, run_id, ACTIVE, iso(moment))))
+        return bool(self._db.query(sql, args + (env, run_id, ACTIVE, iso_ms(moment))))
 
     def finish(self, env: str, run_id: str, state: str, *, note: str) -> bool:
         """Settle our lease: done (the released colour serves; back_to is the old one) or rolled back."""
         return bool(self._db.query(
             "UPDATE release_leases SET state = ?, note = ?, updated_at = ? WHERE env = ? AND run_id = ?"
-            " AND state = ? RETURNING env", (state, note, iso(now()), env, run_id, ACTIVE)))
+            " AND state = ? RETURNING env", (state, note, iso_ms(utc_now()), env, run_id, ACTIVE)))
 
     def revoke(self, env: str, *, note: str, expired_only: bool) -> Lease | None:
         """Take an active lease away (only an expired one when ``expired_only``): the lease as it
         was, to exactly one caller, or None."""
         before = self.get(env)
         sql = "UPDATE release_leases SET state = ?, note = ?, updated_at = ? WHERE env = ? AND state = ?"
-        args: tuple = (ROLLED_BACK, note, iso(now()), env, ACTIVE)
+        args: tuple = (ROLLED_BACK, note, iso_ms(utc_now()), env, ACTIVE)
         if expired_only:
-            sql, args = sql + " AND expires_at <= ?", args + (iso(now()),)
+            sql, args = sql + " AND expires_at <= ?", args + (iso_ms(utc_now()),)
         if before is None or not self._db.query(sql + " AND run_id = ? RETURNING env", args + (before.run_id,)):
             return None
         return before
 
     def record(self, env: str, run_id: str, runbook: str, *, released: str, previous: str, holder: str) -> None:
         """A switch finished outside a lease (blue-green): remember where back is for release.rollback."""
-        stamp = iso(now())
-        self._db.execute(
-            "INSERT INTO release_leases (env, run_id, runbook, back_to, released, holder, expires_at, state, weight,"
-            " updated_at, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 100, ?, ?) ON CONFLICT (env) DO UPDATE SET"
-            " run_id = excluded.run_id, runbook = excluded.runbook, back_to = excluded.back_to, released ="
-            " excluded.released, holder = excluded.holder, expires_at = excluded.expires_at, state = excluded.state,"
-            " weight = 100, updated_at = excluded.updated_at, note = excluded.note",
-            (env, run_id, runbook, previous, released, holder, stamp, DONE, stamp, f"{previous} -> {released}"))
+        stamp = iso_ms(utc_now())
+        self._upsert((env, run_id, runbook, previous, released, holder, stamp, DONE, 100, stamp,
+                      f"{previous} -> {released}"), only_if_free=False)
+
+    def _upsert(self, row: tuple, *, only_if_free: bool) -> bool:
+        """Write the environment's row; ``only_if_free``: not over another run's active lease."""
+        guard = " WHERE release_leases.state <> ? AND release_leases.run_id <> excluded.run_id" if only_if_free else ""
+        return bool(self._db.query(
+            f"INSERT INTO release_leases ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+            f" ON CONFLICT (env) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])}{guard}"
+            " RETURNING env", row + ((ACTIVE,) if only_if_free else ())))

@@ -64,13 +64,13 @@ class Listener:
         groups = config.get("TargetGroups") or [{"TargetGroupArn": action.get("TargetGroupArn"), "Weight": 1}]
         weights = {c: 0 for c in COLOURS}
         for group in groups:
+            weight = 1 if group.get("Weight") is None else int(group["Weight"])  # ELBv2's default weight is 1
             colour = self.cfg.colour_of(group.get("TargetGroupArn"))
-            if colour is None:
-                if int(group.get("Weight", 1) or 0) > 0:
-                    raise StepFailed(f"listener forwards to {group.get('TargetGroupArn')}, which is neither the blue nor"
-                                     " the green target group of release.target_groups; fix one or the other")
-                continue
-            weights[colour] = int(group.get("Weight", 1) if group.get("Weight") is not None else 1)
+            if colour is not None:
+                weights[colour] = weight
+            elif weight > 0:
+                raise StepFailed(f"listener forwards to {group.get('TargetGroupArn')}, which is neither the blue nor"
+                                 " the green target group of release.target_groups; fix one or the other")
         sticky = config.get("TargetGroupStickinessConfig") or {}
         return Forward(weights, int(sticky.get("DurationSeconds") or 0) if sticky.get("Enabled") else None)
 

@@ -73,12 +73,14 @@ def shift(ctx: RunContext, lb: Listener, weights: dict[str, int], *, why: str, s
 
 
 def notify(ctx: RunContext, text: str) -> str:
-    """Tell people (Slack webhook, when configured); returns what happened, never raises."""
+    """Tell people (Slack webhook, when configured); returns what happened, audited, never raises."""
     ref = config(ctx).slack_webhook
-    audit(ctx.state_dir, f"{ctx.runbook_id}:notify", target=ctx.env_name, result="sent" if ref else "not configured",
-          args={"text": text})
-    if not ref:
-        return "no release.slack_webhook configured"
+    told = _send_to_slack(ctx, ref, text) if ref else "no release.slack_webhook configured"
+    audit(ctx.state_dir, f"{ctx.runbook_id}:notify", target=ctx.env_name, result=told, args={"text": text})
+    return told
+
+
+def _send_to_slack(ctx: RunContext, ref: str, text: str) -> str:
     try:
         from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
         from slack_sdk.webhook import WebhookClient

@@ -3,6 +3,7 @@ routes as the moto ALB listener says, under steady load. What a person checks: n
 across the switch, the new colour answers afterwards, the old one is kept warm, a second run
 changes nothing, production needs --yes, and a run killed during the drain resumes."""
 
+import json
 import time
 
 from aep_ops.testing.load import LoadDriver
@@ -25,14 +26,15 @@ def test_switch_under_load_fails_no_request_and_keeps_blue_warm(cli, tmp_path, m
     deregistration_delay(release_alb, 1)
     with LoadDriver(release_alb.url, threads=4, rate=100) as load:
         load.wait_count(50)
-        switched = cli("release.bluegreen", "--env", ENV, "--to", "green", tool="aep-ops", check_rc=0)
+        switched = json.loads(cli("release.bluegreen", "--env", ENV, "--to", "green", "--json", tool="aep-ops",
+                                  check_rc=0).stdout)
         release_alb.data_path.wait_applied(release_alb.weights(0, 100))
         after = time.monotonic()
         load.wait_count(100, since=after)
     assert load.failures() == [], f"{len(load.failures())} of {load.count()} requests failed: {load.failures()[:5]}"
     assert set(load.by_colour(since=after)) == {"green"}, load.by_colour(since=after)
     assert listener_weights(release_alb) == GREEN
-    assert "drain_old" in switched.stdout or "drained" in switched.stdout + switched.stderr
+    assert switched["outputs"]["drain_old"]["quiet"] == "blue served no request in 2 s", switched["outputs"]
     assert release_alb.apps["blue"].counts().get(200, 0) > 0, "blue served before the switch"
     assert [t["TargetHealth"]["State"] for t in release_alb.elbv2.describe_target_health(
         TargetGroupArn=release_alb.arns["blue"])["TargetHealthDescriptions"]] == ["healthy"], "blue stays registered"
