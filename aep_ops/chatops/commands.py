@@ -20,6 +20,8 @@ CLI_ONLY = {
     "set": "--set is the CLI's: configuration is not changed from chat",
     "json": "--json is the CLI's: chat shows the run's summary",
     "json_file": "--json-file is the CLI's: chat writes no files",
+    "bundle": "--bundle is the CLI's: from chat the bundle goes under the state directory (its path is in the"
+              " summary)",
 }
 QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})  # Slack's smart quotes
 MAX_WORDS = 64

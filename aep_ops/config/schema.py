@@ -253,11 +253,11 @@ ENVIRONMENT = Section({
 
 def _add_area_fields() -> dict:
     """Areas whose configuration lives in their own schema module (kept small)."""
-    from aep_ops.config import (schema_certs, schema_chatops, schema_logs, schema_metrics, schema_migrate,
-                                schema_release, schema_timers)
+    from aep_ops.config import (schema_certs, schema_chatops, schema_incident, schema_logs, schema_metrics,
+                                schema_migrate, schema_notify, schema_release, schema_service, schema_timers)
 
     for area in (schema_certs, schema_logs, schema_timers, schema_metrics, schema_chatops, schema_release,
-                 schema_migrate):
+                 schema_migrate, schema_notify, schema_service, schema_incident):
         ENVIRONMENT.fields.update(area.ENVIRONMENT_FIELDS)
     return {**schema_timers.TOP_FIELDS, **schema_metrics.TOP_FIELDS, **schema_chatops.TOP_FIELDS}
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from aep_ops.base.errors import ExecutionError
 from aep_ops.db.migrate_config import MigrateConfig
 
 TAG_PREFIX = "aep-ops-migrate:"
@@ -16,25 +15,9 @@ TAG_PREFIX = "aep-ops-migrate:"
 
 def conn_params(settings: Any, cfg: MigrateConfig) -> dict[str, Any]:
     """libpq parameters with the password resolved (never logged: redaction knows it)."""
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
+    from aep_ops.db.primary import primary_params
 
-    from aep_ops.base import redact
-    from aep_ops.db.backends import backend_for
-
-    if cfg.dsn is not None:
-        try:
-            params = conninfo_to_dict(settings.secret(cfg.dsn))
-        except psycopg.ProgrammingError:
-            raise ExecutionError(f"environments.{cfg.env_name}.migrate.dsn is not a valid PostgreSQL connection"
-                                 " string (not shown: it may hold a password)") from None
-    else:
-        params = dict(backend_for(settings).connection_params())
-        if params.get("password") is not None:
-            params["password"] = settings.secret(params["password"])
-    if params.get("password"):
-        redact.register(str(params["password"]))
-    return params
+    return primary_params(settings, dsn=cfg.dsn, dsn_key=f"environments.{cfg.env_name}.migrate.dsn")
 
 
 @contextmanager

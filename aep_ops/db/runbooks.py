@@ -1,5 +1,6 @@
 """``db.setup``: the embedded "AEP" source database of backend ``local``, created idempotently;
 ``db.migrate``: the platform's schema migrations, applied safely (steps in ``migrate_*.py``).
+``db.terminate`` / ``db.cancel``: end other sessions, named exactly (steps in ``sessions.py``).
 
 One PostgreSQL 15 cluster under STATE_DIR/pg/aep-source (see ``aep_ops.db.locations``), archiving
 WAL through pgBackRest, with the AEP schema seeded and a recent full backup. The four steps
@@ -22,6 +23,7 @@ from aep_ops.db.backends import backend_class
 from aep_ops.db.migrate_rehearse import RehearseMigration
 from aep_ops.db.migrate_steps import (EnsureMigrationBackup, PendingMigrations, Preflight, RecordRestorePoint,
                                       RunMigration, VerifyMigration, validate_input)
+from aep_ops.db import sessions
 from aep_ops.db.source import SourceStep, backup_outputs, config_drift, reload, source
 from aep_ops.base.errors import AepError, StepFailed, VerificationFailed
 from aep_ops.base.log import get_logger
@@ -292,3 +294,39 @@ MIGRATE_STEPS = [PendingMigrations, Preflight, EnsureMigrationBackup, RecordRest
 def migrate(ctx: RunContext, *, plan: bool = False, down: str | None = None, rehearse: bool = False) -> None:
     """Refuse bad input (no migrations configured, a missing directory, a blank value) with exit 2."""
     validate_input(ctx, plan=plan, down=down, rehearse=rehearse)
+
+
+# --- terminate / cancel other sessions (steps in sessions.py) --------------------------------------
+
+TERMINATE_HELP = {
+    "pid": "the backend to terminate (with --backend-start: both as incident.diagnose prints them)",
+    "backend_start": "that backend's start time, ISO with UTC offset: a reused PID is refused",
+    "idle_in_transaction_older_than": "instead: every session idle in a transaction this long or longer (10m)",
+}
+CANCEL_HELP = {
+    "pid": "the backend whose running query to cancel (with --backend-start, as incident.diagnose prints them)",
+    "backend_start": "that backend's start time, ISO with UTC offset: a reused PID is refused",
+    "running_longer_than": "instead: every active query running this long or longer (5m)",
+}
+
+
+@runbook("db.terminate", steps=[sessions.TerminateTargets, sessions.EnsureTerminated],
+         summary="Terminate a backend by (pid, backend_start), or every session idle in transaction too long",
+         help=TERMINATE_HELP)
+def terminate(ctx: RunContext, *, pid: str | None = None, backend_start: str | None = None,
+              idle_in_transaction_older_than: str | None = None) -> None:
+    """Refuse a missing, blank, zero or contradictory target with exit 2 before connecting."""
+    ctx.params["selector"] = sessions.parse_selector(
+        sessions.TERMINATE, pid=pid, backend_start=backend_start, older_than=idle_in_transaction_older_than,
+        flag="--idle-in-transaction-older-than")
+
+
+@runbook("db.cancel", steps=[sessions.CancelTargets, sessions.EnsureCancelled],
+         summary="Cancel the running query of a backend by (pid, backend_start), or every query running too long",
+         help=CANCEL_HELP)
+def cancel(ctx: RunContext, *, pid: str | None = None, backend_start: str | None = None,
+           running_longer_than: str | None = None) -> None:
+    """Refuse a missing, blank, zero or contradictory target with exit 2 before connecting."""
+    ctx.params["selector"] = sessions.parse_selector(
+        sessions.CANCEL, pid=pid, backend_start=backend_start, older_than=running_longer_than,
+        flag="--running-longer-than")

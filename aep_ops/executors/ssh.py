@@ -16,6 +16,7 @@ fails fast (``sudo -n``) instead of waiting for a password.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
@@ -63,6 +64,7 @@ class SshExecutor:
         self._lock = threading.Lock()  # guards _client and _generation
         self._connect_lock = threading.Lock()
         self._generation = 0
+        self._connecting: socket.socket | None = None  # the socket of a connect in progress (close() aborts it)
 
     def __repr__(self) -> str:
         return f"SshExecutor({self.target!r})"
@@ -134,10 +136,16 @@ class SshExecutor:
 
     def close(self) -> None:
         """Close the connection; the next run() opens a new one. Never waits for a connect
-        in progress in another thread (a fan-out may leave one behind at its deadline)."""
+        in progress in another thread (a fan-out may leave one behind at its deadline): its
+        socket is shut down, so a host that accepted TCP and never sent its SSH banner frees
+        that thread now, not when paramiko's banner wait ends."""
         with self._lock:
             client, self._client = self._client, None
+            connecting, self._connecting = self._connecting, None
             self._generation += 1
+        if connecting is not None:
+            with contextlib.suppress(OSError):
+                connecting.shutdown(socket.SHUT_RDWR)
         if client is not None:
             client.close()
 
@@ -192,9 +200,13 @@ class SshExecutor:
             ) from exc
         client.set_missing_host_key_policy(_reject_unknown(self))
         try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+            with self._lock:
+                self._connecting = sock
             client.connect(
                 self.host,
                 port=self.port,
+                sock=sock,
                 username=self.user,
                 pkey=pkey,
                 look_for_keys=False,
@@ -233,6 +245,9 @@ class SshExecutor:
         except (OSError, EOFError) as exc:
             client.close()
             raise HostUnreachable(f"{self.target}: cannot connect: {_describe_os_error(exc)}") from exc
+        finally:
+            with self._lock:
+                self._connecting = None
         return client
 
     # -- command I/O -------------------------------------------------------------------

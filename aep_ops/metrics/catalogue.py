@@ -79,7 +79,16 @@ _ALL = (
            " shipped, or still waiting for their compression.", ENV),
 )
 
-FAMILIES: dict[str, Family] = {f.name: f for f in _ALL}
+# Notifications (aep_ops/incident/notify.py): aep_ops_notify_ENV.prom (aep_ops/metrics/notifications.py).
+_NOTIFY = (
+    Family("aep_ops_notifications", "Notifications sent to the channel (pagerduty, opsgenie, slack) on the"
+           " environment, by result (sent, failed): a count kept across runs that only grows.",
+           ("env", "channel", "result")),
+    Family("aep_ops_notification_last_failure_timestamp_seconds", "When a notification to the channel on the"
+           " environment last failed (absent until one fails).", ("env", "channel")),
+)
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (*_ALL, *_NOTIFY)}
 
 
 def family(name: str) -> Family:

@@ -85,6 +85,9 @@ def build(env: str, *, jobs: Iterable[Any] = (), objectives: dict[str, Any] | No
                f" < {cert_left}", "critical", f"The ACM certificate {{{{ $labels.certificate }}}} on"
                f" {{{{ $labels.env }}}} expires in less than {duration(cert_left)}", "certs.renew"),
     ]
+    rules.append(_alert("AepOpsNotificationsFailing", f"increase(aep_ops_notifications{{env={e},result=\"failed\"}}[1h])"
+                        " > 0", "warning", "Notifications to {{ $labels.channel }} on {{ $labels.env }} failed in the"
+                        " last hour: pages may not be reaching anyone (see the aep-ops log)", "incident.notify"))
     for runbook_id, (seconds, names) in overdue_after(jobs).items():
         selector = f"aep_ops_runbook_last_success_timestamp_seconds{{runbook={_q(runbook_id)},env={e}}}"
         jobs_text = ", ".join(names)

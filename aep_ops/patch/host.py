@@ -6,7 +6,9 @@ rollout's state file (``patch_state.RolloutState``) before the next one starts, 
 resumed run continues each host exactly where it stopped, and ``patch.status`` shows where
 every host is. Each transition checks before it acts (pending packages, registration, the
 reboot marker), so repeating one after a crash is safe. A failure leaves the host where it
-is (drained, if it got that far) and records the step that failed.
+is (drained, if it got that far) and records the step that failed. ``HostRollout`` holds what
+every rollout shares (running the transitions, drain, health gate, return); ``HostPatch`` adds
+check, upgrade and reboot, and ``service.restart`` adds its restart (aep_ops/service/host.py).
 """
 
 from __future__ import annotations
@@ -142,16 +144,23 @@ def wait_healthy(url: str, *, checks: int, timeout: float) -> None:
 # -- the state machine ---------------------------------------------------------------------------
 
 
-class HostPatch:
-    """Drive one host from its recorded state to done, up to date, or failed."""
+class HostRollout:
+    """Drive one host from its recorded state to done (or up to date), or failed, through
+    ``steps`` (a method ``_<step>`` each). The drain, health and return transitions are shared
+    by every rollout (``patch.rolling``, ``service.restart``); a subclass adds its own steps.
+    ``cfg`` needs ``drain_timeout``, ``health_checks`` and ``health_timeout``."""
 
-    def __init__(self, host: Host, *, state: RolloutState, cfg: PatchConfig, lb: LoadBalancer,
+    steps: tuple[str, ...] = ()
+    after: dict[str, str] = {}  # step -> the state it leaves the host in
+    again: tuple[str, ...] = ()  # states after which the first step is taken again (a read-only check)
+    event = "rollout.host"
+
+    def __init__(self, host: Host, *, state: RolloutState, cfg: Any, lb: LoadBalancer,
                  connect: Callable[[], SshExecutor], audit: Callable[..., None],
                  progress: Callable[[str], None]) -> None:
         self.host, self.state, self.cfg, self.lb = host, state, cfg, lb
         self._connect, self._audit, self._progress = connect, audit, progress
         self._executor: SshExecutor | None = None
-        self._checked: list[str] | None = None  # pending packages seen by this attempt's check
 
     @property
     def ex(self) -> SshExecutor:
@@ -164,15 +173,15 @@ class HostPatch:
         entry = self.state.host(self.host.name)
         if entry["state"] in (DONE, UP_TO_DATE):
             return entry["state"]
-        start = next_step(entry)
+        start = next_step(entry, self.steps, self.after, self.again)
         try:
-            for step in STEPS[STEPS.index(start):]:
+            for step in self.steps[self.steps.index(start):]:
                 try:
                     outcome = getattr(self, f"_{step}")()
                 except Exception as exc:  # one host's failure must not take the batch down
                     message = str(exc) if isinstance(exc, AepError) else f"{type(exc).__name__}: {exc}"
                     if not isinstance(exc, AepError):
-                        log.exception("patch.host.crash", target=self.host.name, step=step)
+                        log.exception(f"{self.event}.crash", target=self.host.name, step=step)
                     self.state.fail(self.host.name, step, message)
                     self._audit(self.host, step, f"failed: {message}")
                     self._progress(f"{self.host.name}: FAILED at {step}: {message}")
@@ -185,9 +194,41 @@ class HostPatch:
                 self._executor.close()
 
     def _done(self, step: str, **info: Any) -> None:
-        self.state.transition(self.host.name, AFTER[step], **info)
-        log.info("patch.host.transition", target=self.host.name, step=step, state=AFTER[step])
-        self._progress(f"{self.host.name}: {AFTER[step]}")
+        self.state.transition(self.host.name, self.after[step], **info)
+        log.info(f"{self.event}.transition", target=self.host.name, step=step, state=self.after[step])
+        self._progress(f"{self.host.name}: {self.after[step]}")
+
+    def _drain(self) -> None:
+        record = self.state.host(self.host.name).get("lb")
+        if not record:  # saved before acting: a resumed run returns the host exactly there
+            record = self.lb.registration(self.host)
+            self.state.update(self.host.name, lb=record)
+        self.lb.drain(self.host, record, self.cfg.drain_timeout)
+        self._audit(self.host, "drain", "ok", lb=self.lb.kind)
+        self._done("drain")
+
+    def _health(self) -> None:
+        if not self.host.health_url:
+            self._done("health", health="no health_url: SSH reachability only")
+            return
+        wait_healthy(self.host.health_url, checks=self.cfg.health_checks, timeout=self.cfg.health_timeout)
+        self._done("health", health=f"{self.cfg.health_checks} x HTTP 200")
+
+    def _return(self) -> None:
+        record = self.state.host(self.host.name).get("lb") or {"kind": self.lb.kind}
+        self.lb.restore(self.host, record, self.cfg.health_timeout)
+        self._audit(self.host, "return", "ok", lb=self.lb.kind)
+        self._done("return")
+
+
+class HostPatch(HostRollout):
+    """check -> drain -> upgrade -> reboot -> health -> return."""
+
+    steps, after, again, event = STEPS, AFTER, (AFTER["check"],), "patch.host"
+
+    def __init__(self, host: Host, *, cfg: PatchConfig, **kwargs: Any) -> None:
+        super().__init__(host, cfg=cfg, **kwargs)
+        self._checked: list[str] | None = None  # pending packages seen by this attempt's check
 
     def _check(self) -> str | None:
         packages = pending_packages(self.ex, self.cfg)
@@ -198,15 +239,6 @@ class HostPatch:
         self._checked = packages
         self._done("check", packages=packages)  # (pending, or drained by us in an earlier attempt)
         return None
-
-    def _drain(self) -> None:
-        record = self.state.host(self.host.name).get("lb")
-        if not record:  # saved before acting: a resumed run returns the host exactly there
-            record = self.lb.registration(self.host)
-            self.state.update(self.host.name, lb=record)
-        self.lb.drain(self.host, record, self.cfg.drain_timeout)
-        self._audit(self.host, "drain", "ok", lb=self.lb.kind)
-        self._done("drain")
 
     def _upgrade(self) -> None:
         # Checked just before the drain in this attempt; a resumed host is checked again here.
@@ -275,26 +307,16 @@ class HostPatch:
         raise StepFailed(f"{self.host.name} did not come back within {self.cfg.reboot_timeout:g}s of the reboot"
                          f" (patching.reboot_timeout; last: {last}); it stays out of service")
 
-    def _health(self) -> None:
-        if not self.host.health_url:
-            self._done("health", health="no health_url: SSH reachability only")
-            return
-        wait_healthy(self.host.health_url, checks=self.cfg.health_checks, timeout=self.cfg.health_timeout)
-        self._done("health", health=f"{self.cfg.health_checks} x HTTP 200")
-
-    def _return(self) -> None:
-        record = self.state.host(self.host.name).get("lb") or {"kind": self.lb.kind}
-        self.lb.restore(self.host, record, self.cfg.health_timeout)
-        self._audit(self.host, "return", "ok", lb=self.lb.kind)
-        self._done("return")
 
 
-def next_step(entry: dict[str, Any]) -> str:
-    """Where a host continues: after its last completed transition (check again if not drained)."""
+def next_step(entry: dict[str, Any], steps: Sequence[str] = STEPS, after: dict[str, str] = AFTER,
+              again: Sequence[str] = (AFTER["check"],)) -> str:
+    """Where a host continues: after its last completed transition; from the first step when it
+    has none or its state is in ``again`` (patch: check again if not drained)."""
     state = entry.get("last_ok") if entry["state"] == FAILED else entry["state"]
-    if state in (None, PENDING, AFTER["check"]):
-        return "check"
-    done = [step for step, after in AFTER.items() if after == state]
+    if state in (None, PENDING, *again):
+        return steps[0]
+    done = [step for step, left in after.items() if left == state]
     if not done:
         raise StepFailed(f"host {entry.get('name')}: unknown state {state!r} in the rollout state file")
-    return STEPS[min(STEPS.index(done[0]) + 1, len(STEPS) - 1)]
+    return steps[min(steps.index(done[0]) + 1, len(steps) - 1)]

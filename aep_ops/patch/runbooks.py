@@ -12,6 +12,7 @@ paramiko) happen inside functions: the CLI imports this module to list tasks.
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any, Callable
 
 from aep_ops.engine.context import RunContext
@@ -87,7 +88,8 @@ def _fan_out(ctx: RunContext, func: Callable[[Any], Any], items: dict[str, Any],
     return dict(zip(items, answers))
 
 
-def _connector(ctx: RunContext, host: Any) -> Callable[[], Any]:
+def connector(ctx: RunContext, host: Any) -> Callable[[], Any]:
+    """A function that opens an SSH executor to ``host`` (checked now: config errors before any host)."""
     from aep_ops.fleet.inventory import executor_for
 
     identity, known = ctx.params.get("identity") or None, ctx.params.get("known_hosts") or None
@@ -97,7 +99,7 @@ def _connector(ctx: RunContext, host: Any) -> Callable[[], Any]:
 
 def _pending_all(ctx: RunContext, hosts: dict[str, Any]) -> dict[str, Any]:
     cfg = PatchConfig.from_settings(ctx.settings)
-    connectors = {name: _connector(ctx, h) for name, h in hosts.items()}
+    connectors = {name: connector(ctx, h) for name, h in hosts.items()}
 
     def probe(name: str) -> list[str]:
         with connectors[name]() as executor:
@@ -141,7 +143,7 @@ def _ensure_state(ctx: RunContext) -> RolloutState:
     return state
 
 
-def _unfinished(state: RolloutState | None, names: list[str]) -> list[str]:
+def unfinished(state: RolloutState | None, names: list[str]) -> list[str]:
     return [n for n in names if state is None or not state.finished(n)]
 
 
@@ -165,9 +167,7 @@ class PlanBatches(Step):
         role, override = role_flag(ctx.params["role"] or None), hosts_flag(ctx.params["hosts"] or None)
         hosts = {h.name: h for h in hosts_for(ctx.settings, role=role, override=override)}
         lb = _load_balancer(ctx)
-        if lb.kind != "none" and (missing := [n for n, h in hosts.items() if not h.instance_id]):
-            raise UsageError(f"patching.lb is {lb.kind} but host(s) {', '.join(missing)} have no instance_id; set"
-                             " hosts[].instance_id so they can be drained (or patching.lb: none)")
+        require_instance_ids(lb, hosts)
         probes = _pending_all(ctx, hosts)
         pending = {n: a.value for n, a in probes.items() if a.ok and a.value}
         unreachable = {n: a.why() for n, a in probes.items() if not a.ok}
@@ -200,25 +200,25 @@ class RunCanary(Step):
     requires_approval = True
 
     def check(self, ctx):
-        todo = _unfinished(_state(ctx), ctx.output("plan_batches", "canary"))
+        todo = unfinished(_state(ctx), ctx.output("plan_batches", "canary"))
         if not todo:
             return Plan.unchanged("no canary needed" if not ctx.output("plan_batches", "canary") else "canary patched")
         return Plan.change(f"patch the canary {', '.join(todo)}")
 
     def apply(self, ctx, plan):
         state, canary = _ensure_state(ctx), ctx.output("plan_batches", "canary")
-        run_hosts(ctx, state, _unfinished(state, canary), "canary")
+        run_hosts(ctx, state, unfinished(state, canary), "canary")
         failed = {n: e for n, e in state.failed().items() if n in canary}
         if failed:
-            _report(ctx, state, self.id)
-            raise StepFailed(f"canary failed: {_describe_failed(failed)}; the rollout stops before any other host."
+            report(ctx, state, self.id)
+            raise StepFailed(f"canary failed: {describe_failed(failed)}; the rollout stops before any other host."
                              " Failed hosts stay out of service. Fix them, then resume this run")
-        _report(ctx, state, self.id)  # a rollout whose canary was its only host says so too (no batch reports)
+        report(ctx, state, self.id)  # a rollout whose canary was its only host says so too (no batch reports)
         return {"hosts": state.summary()}
 
     def verify(self, ctx, outputs):
         state = _ensure_state(ctx)
-        if _unfinished(state, ctx.output("plan_batches", "canary")):
+        if unfinished(state, ctx.output("plan_batches", "canary")):
             raise VerificationFailed("canary hosts are not all patched: " + str(state.summary()))
 
 
@@ -229,7 +229,7 @@ class RunBatches(Step):
 
     def check(self, ctx):
         state = _state(ctx)
-        todo = [n for b in ctx.output("plan_batches", "batches") for n in _unfinished(state, b)]
+        todo = [n for b in ctx.output("plan_batches", "batches") for n in unfinished(state, b)]
         if not todo:
             return Plan.unchanged("no host left to patch")
         return Plan.change(f"patch {len(todo)} host(s): {', '.join(todo)}")
@@ -240,26 +240,26 @@ class RunBatches(Step):
         limit = int(ctx.output("plan_batches", "max_failed"))
         lb, hosts = _load_balancer(ctx), state.hosts()
         for number, batch in enumerate(batches, 1):
-            todo = _unfinished(state, batch)
+            todo = unfinished(state, batch)
             if not todo:
                 continue
             ensure_capacity(ctx, hosts, lb, todo)
             run_hosts(ctx, state, todo, f"batch {number}/{len(batches)}")
             failed = state.failed()
             if len(failed) > limit:
-                left = [n for b in batches[number:] for n in _unfinished(state, b) if n not in failed]
-                _report(ctx, state, self.id)
+                left = [n for b in batches[number:] for n in unfinished(state, b) if n not in failed]
+                report(ctx, state, self.id)
                 raise StepFailed(f"rollout halted after batch {number}/{len(batches)}: {len(failed)} host(s) failed,"
-                                 f" more than --max-failed {limit}: {_describe_failed(failed)}. Failed hosts stay out"
+                                 f" more than --max-failed {limit}: {describe_failed(failed)}. Failed hosts stay out"
                                  f" of service; not started: {', '.join(left) or 'none'}."
                                  " Fix the failures, then resume this run")
         failed = state.failed()
         if failed:
-            _report(ctx, state, self.id)
+            report(ctx, state, self.id)
             raise StepFailed(f"every batch ran, but {len(failed)} host(s) failed (within --max-failed {limit}):"
-                             f" {_describe_failed(failed)}; they stay out of service. Fix them, then resume"
+                             f" {describe_failed(failed)}; they stay out of service. Fix them, then resume"
                              " this run to finish them")
-        _report(ctx, state, self.id)
+        report(ctx, state, self.id)
         return {"hosts": state.summary()}
 
 
@@ -293,30 +293,42 @@ class VerifyFleet(Step):
 # -- driving hosts -----------------------------------------------------------------------------------
 
 
-def ensure_capacity(ctx: RunContext, hosts: dict[str, Any], lb: Any, batch: list[str]) -> None:
-    """Right before a batch (facts go stale): enough hosts keep serving while it is drained."""
+def require_instance_ids(lb: Any, hosts: dict[str, Any]) -> None:
+    """A load balancer drains hosts by instance id: every host needs one (UsageError, exit 2)."""
+    if lb.kind != "none" and (missing := [n for n, h in hosts.items() if not h.instance_id]):
+        raise UsageError(f"patching.lb is {lb.kind} but host(s) {', '.join(missing)} have no instance_id; set"
+                         " hosts[].instance_id so they can be drained (or patching.lb: none)")
+
+
+def ensure_capacity(ctx: RunContext, hosts: dict[str, Any], lb: Any, batch: list[str], *,
+                    where: str = "patch.status lists them") -> None:
+    """Right before a batch (facts go stale): enough hosts keep serving while it is drained.
+    ``where``: how the on-call engineer finds the hosts that are out."""
     healthy = healthy_in_service(ctx, hosts, lb)
     floor = min_healthy(ctx.settings)
     left = len(healthy - set(batch))
     if left < floor:
         raise StepFailed(f"capacity: only {len(healthy)} hosts are healthy in service; draining {', '.join(batch)}"
                          f" would leave {left}, below patching.min_healthy={floor}. Bring failed hosts back"
-                         " (patch.status lists them), then resume this run")
+                         f" ({where}), then resume this run")
 
 
-def run_hosts(ctx: RunContext, state: RolloutState, names: list[str], label: str) -> None:
-    """Patch ``names`` in parallel; each host ends done, up to date or failed (never raises)."""
+def run_hosts(ctx: RunContext, state: RolloutState, names: list[str], label: str,
+              machine: Callable[..., Any] | None = None) -> None:
+    """Drive ``names`` in parallel through ``machine`` (a HostRollout class given its cfg;
+    default HostPatch); each host ends done, up to date or failed (never raises)."""
     from aep_ops.executors.fleet import map_bounded
 
-    cfg, lb, hosts = PatchConfig.from_settings(ctx.settings), _load_balancer(ctx), state.hosts()
+    lb, hosts = _load_balancer(ctx), state.hosts()
+    machine = machine or partial(HostPatch, cfg=PatchConfig.from_settings(ctx.settings))
     ctx.progress(f"{label}: {', '.join(names)}")
     state.on_change = ctx.note  # every host transition also goes to the journal (runs.show)
 
     def one(name: str) -> str:
         host = hosts[name]
-        return HostPatch(host, state=state, cfg=cfg, lb=lb, connect=_connector(ctx, host),
-                         audit=lambda h, action, result, **args: _audit(ctx, h, action, result, **args),
-                         progress=ctx.progress).run()
+        return machine(host, state=state, lb=lb, connect=connector(ctx, host),
+                       audit=lambda h, action, result, **args: _audit(ctx, h, action, result, **args),
+                       progress=ctx.progress).run()
 
     # The whole batch at once, no overall deadline: each transition has its own.
     for name, answer in zip(names, map_bounded(one, names, parallel=max(1, len(names)), timeout=None)):
@@ -325,15 +337,15 @@ def run_hosts(ctx: RunContext, state: RolloutState, names: list[str], label: str
 
 
 def _audit(ctx: RunContext, host: Any, action: str, result: str, **args: Any) -> None:
-    audit(ctx.state_dir, f"patch.rolling:{action}", target=host.name, result=result,
+    audit(ctx.state_dir, f"{ctx.runbook_id}:{action}", target=host.name, result=result,
           args={"address": host.target, "instance_id": host.instance_id, **args})
 
 
-def _describe_failed(failed: dict[str, dict[str, Any]]) -> str:
+def describe_failed(failed: dict[str, dict[str, Any]]) -> str:
     return "; ".join(f"{n} at {e['failed_step']} ({e.get('error', '')})" for n, e in sorted(failed.items()))
 
 
-def _report(ctx: RunContext, state: RolloutState, step_id: str) -> None:
+def report(ctx: RunContext, state: RolloutState, step_id: str) -> None:
     """What the front door shows and the journal keeps, also when the step fails."""
     summary = state.summary()
     ctx.summary["hosts"] = summary

@@ -33,8 +33,9 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def state_path(state_dir: Path, env: str, run_id: str) -> Path:
-    return Path(state_dir) / "patching" / env / f"{run_id}.json"
+def state_path(state_dir: Path, env: str, run_id: str, area: str = "patching") -> Path:
+    """``area``: whose rollouts (``patching``; ``service`` for service.restart), each apart."""
+    return Path(state_dir) / area / env / f"{run_id}.json"
 
 
 class RolloutState:
@@ -155,12 +156,13 @@ class RolloutState:
         os.replace(tmp, self.path)
 
 
-def left_out_of_service(state_dir: Path, env: str, *, except_run: str | None) -> dict[str, list[str]]:
+def left_out_of_service(state_dir: Path, env: str, *, except_run: str | None,
+                        area: str = "patching") -> dict[str, list[str]]:
     """Run id -> hosts an earlier rollout took out of service (drained or mid-patch) and never
     finished. A new run must not start over them: it would see them as up to date and leave
     them drained. Resuming that run finishes them."""
     found: dict[str, list[str]] = {}
-    for path in sorted((Path(state_dir) / "patching" / env).glob("*.json")):
+    for path in sorted((Path(state_dir) / area / env).glob("*.json")):
         if path.stem == except_run:
             continue
         state = RolloutState.load(path)

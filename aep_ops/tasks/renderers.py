@@ -72,6 +72,12 @@ def render_certs_check(result: Any, settings: Any) -> None:
     render_check(result, settings)
 
 
+def render_incident_diagnose(result: Any, settings: Any) -> None:
+    from aep_ops.incident.render import render_diagnose
+
+    render_diagnose(result, settings)
+
+
 def _logs(name: str) -> Any:
     def render(result: Any, settings: Any) -> None:
         from aep_ops.logs import report
@@ -83,4 +89,4 @@ def _logs(name: str) -> Any:
 
 RENDERERS = {"doctor": render_doctor, "dr.drill": render_drill, "certs.check": render_certs_check,
              "logs.rotate": _logs("render_rotate"), "logs.ship": _logs("render_ship"),
-             "logs.retention": _logs("render_retention")}
+             "logs.retention": _logs("render_retention"), "incident.diagnose": render_incident_diagnose}

@@ -17,7 +17,7 @@ from aep_ops.dr import report as drill_report
 from aep_ops.engine.runner import RunResult
 from aep_ops.backup import run_hooks as backup_hooks
 from aep_ops.logs import run_hooks as logs_hooks
-from aep_ops.metrics import catalogue
+from aep_ops.metrics import catalogue, notifications
 from aep_ops.testing.node_exporter import start_node_exporter
 from tests.conftest import BIN
 
@@ -79,6 +79,7 @@ def _area_files(base, directory):
                                                     outputs={"archiver_status": archiver}))
     logs_hooks.record(settings("prod"), RunResult("logs.ship", "prod", "succeeded", run_id="r", summary={
         "shipped": [{"size": 1000}, {"size": 24}], "failed": [], "waiting_compression": 1}))
+    notifications.record(settings("prod"), [("pagerduty", True), ("slack", False)], now=1.5e9)
 
 
 def _scrape(exporter):
@@ -97,6 +98,7 @@ def test_every_file_is_read_without_error(world):
     files = sorted(p.name for p in world.directory.iterdir())
     assert files == ["aep_ops_archive_prod.prom", "aep_ops_backup_prod.prom", "aep_ops_certs_prod.prom",
                      "aep_ops_dr_prod.prom", "aep_ops_dr_staging.prom", "aep_ops_logs_prod.prom",
+                     "aep_ops_notify_prod.prom",
                      "aep_ops_run_demo.greet@dev.prom", "aep_ops_run_demo.greet@local.prom"]
     for name in files:
         assert _value(values, "node_textfile_mtime_seconds", file=str(world.directory / name)) > 0, name

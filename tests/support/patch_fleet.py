@@ -25,7 +25,6 @@ manager, and reboots that really take SSH and HTTP away and bring them back.
 from __future__ import annotations
 
 import email.utils
-import errno
 import hashlib
 import http.server
 import os
@@ -36,6 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from tests.support.processes import release_fifo
 
 WRAPPER = """#!/bin/sh
 # sshd in its own mount namespace with a per-host /run (what a real host's tmpfs /run is) and
@@ -262,17 +263,7 @@ class FleetHost:
 
     def release_upgrade(self) -> bool:
         """Let a held upgrade go on; False when none is waiting on the fifo."""
-        try:
-            fd = os.open(self.dir / "hold-upgrade", os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as exc:
-            if exc.errno in (errno.ENXIO, errno.ENOENT):  # no reader, or no hold
-                return False
-            raise
-        try:
-            os.write(fd, b"go\n")
-        finally:
-            os.close(fd)
-        return True
+        return release_fifo(self.dir / "hold-upgrade")
 
     def flag(self, name: str, on: bool = True) -> None:
         (self.dir / name).touch() if on else (self.dir / name).unlink(missing_ok=True)

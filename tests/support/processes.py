@@ -156,3 +156,21 @@ def spawned(argv: list[str], *, log: Path, **popen: object) -> Iterator[subproce
                 except ProcessLookupError:
                     pass
             proc.wait(timeout=30)
+
+
+def release_fifo(fifo: Path) -> bool:
+    """Write one line to ``fifo`` if a process is blocked reading it (a held command, upgrade or
+    restart); False when none is (the fifo is missing, or nobody waits on it)."""
+    import errno
+
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno in (errno.ENXIO, errno.ENOENT):
+            return False
+        raise
+    try:
+        os.write(fd, b"go\n")
+    finally:
+        os.close(fd)
+    return True

@@ -13,7 +13,7 @@ from aep_ops.engine.runbook import load_all
 @pytest.fixture(scope="module")
 def exposed():
     found = load_all()
-    return {k: found[k] for k in ("demo.greet", "doctor", "pitr.discard")}
+    return {k: found[k] for k in ("demo.greet", "doctor", "pitr.discard", "incident.diagnose")}
 
 
 def test_flags_parse_as_on_the_cli(exposed):
@@ -37,6 +37,7 @@ def test_mistakes_read_as_the_cli_reads_them(cli, exposed, words):
     ("demo.greet --yes", "--yes is the CLI's"), ("demo.greet --json", "--json is the CLI's"),
     ("approve", "usage: /ops approve RUN_ID"), ("approve a b", "usage: /ops approve RUN_ID"),
     ("deny --all", "usage: /ops deny RUN_ID"), ("x " * 70, "too many words"),
+    ("incident.diagnose --env prod --bundle /etc/cron.d", "--bundle is the CLI's"),
 ])
 def test_chat_refusals(exposed, text, says):
     with pytest.raises(UsageError, match=None) as raised:
