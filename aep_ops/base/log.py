@@ -137,12 +137,20 @@ def configure(state_dir: Path, *, level: str = "info", stream: Any = None, tty: 
         root.setLevel(_level(level))
         for chatty in ("paramiko", "botocore", "boto3", "urllib3", "s3transfer", "matplotlib"):
             logging.getLogger(chatty).setLevel(max(_level(level), logging.WARNING))
-        # paramiko's transport thread logs a traceback at ERROR for every failed handshake (a host
-        # that never sends its banner, a connect aborted at a deadline); the caller gets the same
-        # failure as an exception and reports it in one line, so those tracebacks are noise.
-        logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
+        transport = logging.getLogger("paramiko.transport")
+        if not any(isinstance(f, _TransportThreadErrors) for f in transport.filters):
+            transport.addFilter(_TransportThreadErrors())
         _configured = key
     return log_file
+
+
+class _TransportThreadErrors(logging.Filter):
+    """Drops the ERROR records of paramiko's transport thread: it logs a traceback, one record per
+    line, for every failed handshake (a host that never sends its banner, a connect aborted at a
+    deadline), while the caller gets the same failure as an exception and reports it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
 
 
 class LineFileHandler(logging.Handler):
