@@ -95,7 +95,7 @@ def floor_once(fleet, hosts, dsn: str, deadline: int) -> float:
     remote = shlex.join(host_probe.host_argv(deadline=deadline, since_minutes=30, pattern=DEFAULT_ERROR_PATTERN,
                                              globs=DEFAULT_APP_LOGS))
     queries = [value for name, value in vars(activity).items() if name.endswith("_SQL") and isinstance(value, str)
-               and name != "TOP_STATEMENTS_SQL"] + ["select * from pg_stat_archiver"]
+               and name != "TOP_STATEMENTS_SQL" and "%(" not in value] + ["select * from pg_stat_archiver"]
     started = time.perf_counter()
     procs = [subprocess.Popen(["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
                                "-o", f"UserKnownHostsFile={fleet.known_hosts}", "-i", str(fleet.identity),
