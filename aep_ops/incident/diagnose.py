@@ -9,12 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from aep_ops.base.errors import AepError, UsageError
-from aep_ops.base.log import get_logger
 from aep_ops.engine.step import Plan, Step
 from aep_ops.incident.model import CRITICAL, ERROR, OK, SEVERITIES, SKIPPED, TIMEOUT, Finding, SourceResult, rank
 from aep_ops.incident.settings import IncidentConfig
-
-log = get_logger(__name__)
 
 
 class PostgresSource:
@@ -84,7 +81,7 @@ class CollectSources(Step):
     def check(self, ctx):
         from aep_ops.incident.collect import collect_all
 
-        cfg = IncidentConfig.from_settings(ctx.settings)
+        cfg: IncidentConfig = ctx.params["config"]
         sources, notes = build_sources(ctx, cfg)
         for note in notes:
             ctx.progress(note)
@@ -107,8 +104,7 @@ class RankFindings(Step):
 
     def check(self, ctx):
         results: list[SourceResult] = ctx.params["collected"]
-        cfg = IncidentConfig.from_settings(ctx.settings)
-        findings = rank([f for r in results for f in r.findings] + silent_sources(results, cfg))
+        findings = rank([f for r in results for f in r.findings] + silent_sources(results, ctx.params["config"]))
         ctx.params["findings"] = findings
         counts = {s: sum(1 for f in findings if f.severity == s) for s in SEVERITIES}
         ctx.params["counts"] = counts

@@ -125,5 +125,5 @@ def diagnose(ctx: RunContext, *, since: str = "30m", role: str | None = None, bu
     from aep_ops.incident.settings import IncidentConfig
 
     ctx.params.update(since_seconds=parse_span("--since", since, minimum=60, maximum=7 * 86400),
-                      role=role_flag(role), bundle=check_bundle_dir(bundle))
-    IncidentConfig.from_settings(ctx.settings)
+                      role=role_flag(role), bundle=check_bundle_dir(bundle),
+                      config=IncidentConfig.from_settings(ctx.settings))  # derived: in memory, not journaled

@@ -5,7 +5,6 @@ waits resumes and acts only on what is still running; bad input is exit 2 in one
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from aep_ops.incident.postgres_rules import iso
 from tests.conftest import BIN, REPO
 from tests.support.pg_conditions import (STUBBORN_SQL, Sessions, activity, alive, audit_lines, backend_start,
-                                         local_source, wait_state, wait_until)
+                                         local_source, steps_by_id, wait_state, wait_until)
 from tests.support.processes import assert_killed_mid_step, latest_run_id, spawned
 
 ACTION = "db.cancel:cancel"
@@ -37,10 +36,6 @@ def sessions(source):
     s.close()
 
 
-def _steps(proc) -> dict:
-    return {s["step_id"]: s for s in json.loads(proc.stdout)["steps"]}
-
-
 def test_cancels_a_long_query_and_the_session_stays(source, sessions, cli):
     env, dsn = source
     long_q, short_q = sessions.open("sleeper-long"), sessions.open("sleeper-short")
@@ -52,7 +47,7 @@ def test_cancels_a_long_query_and_the_session_stays(source, sessions, cli):
     idle_tx = sessions.idle_in_transaction("idle-tx")
     before = len(audit_lines(env["AEP_OPS_STATE_DIR"], ACTION))
     proc = cli("db.cancel", "--running-longer-than", "6s", "--json", env=env, check_rc=0)
-    assert _steps(proc)["ensure_queries_cancelled"]["status"] == "changed"
+    assert steps_by_id(proc)["ensure_queries_cancelled"]["status"] == "changed"
     pid = long_q.info.backend_pid
     wait_until(lambda: pid in sessions.errors, 10, "the cancelled query's error")
     assert isinstance(sessions.errors[pid], psycopg.errors.QueryCanceled)
@@ -63,7 +58,7 @@ def test_cancels_a_long_query_and_the_session_stays(source, sessions, cli):
     assert [h["args"]["pid"] for h in hits] == [pid]
 
     again = cli("db.cancel", "--running-longer-than", "6s", "--json", env=env, check_rc=0)
-    assert _steps(again)["ensure_queries_cancelled"]["status"] == "unchanged"
+    assert steps_by_id(again)["ensure_queries_cancelled"]["status"] == "unchanged"
     assert len(audit_lines(env["AEP_OPS_STATE_DIR"], ACTION)) == before + 1
 
 
@@ -73,7 +68,7 @@ def test_idle_in_transaction_by_pid_is_left_alone(source, sessions, cli):
     pid = idle_tx.info.backend_pid
     proc = cli("db.cancel", "--pid", str(pid), "--backend-start", iso(backend_start(dsn, pid)), "--json",
                env=env, check_rc=0)
-    steps = _steps(proc)
+    steps = steps_by_id(proc)
     assert {s["status"] for s in steps.values()} == {"unchanged"}
     assert "cancelling does nothing (use db.terminate" in steps["queries_to_cancel"]["summary"]
     assert activity(dsn, pid)[0] == "idle in transaction"
@@ -109,7 +104,7 @@ def test_killed_while_verifying_then_resume_finishes(source, sessions, cli, tmp_
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("insert into stubborn_ctl values (true)")
     resumed = cli("db.cancel", "--resume", run_id, "--json", env=env, check_rc=0)
-    assert _steps(resumed)["ensure_queries_cancelled"]["status"] == "changed"
+    assert steps_by_id(resumed)["ensure_queries_cancelled"]["status"] == "changed"
     wait_until(lambda: pid in sessions.errors, 10, "the cancelled query's error")
     assert isinstance(sessions.errors[pid], psycopg.errors.QueryCanceled)
     assert alive(dsn, pid) and stubborn.execute("select 1").fetchone() == (1,)

@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 from aep_ops.incident.postgres_rules import iso
-from tests.support.pg_conditions import Sessions, alive, audit_lines, backend_start, local_source, wait_state
+from tests.support.pg_conditions import (Sessions, alive, audit_lines, backend_start, local_source, steps_by_id,
+                                         wait_state)
 from tests.support.processes import latest_run_id
 
 ACTION = "db.terminate:terminate"
@@ -33,10 +34,6 @@ def sessions(source):
     s.close()
 
 
-def _steps(proc) -> dict:
-    return {s["step_id"]: s for s in json.loads(proc.stdout)["steps"]}
-
-
 def _refused(proc, message: str, code: int = 2) -> None:
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == code and len(lines) == 1, (proc.returncode, proc.stdout, proc.stderr[-2000:])
@@ -51,7 +48,7 @@ def test_terminate_by_pid_and_backend_start_then_again_unchanged(source, session
     start = iso(backend_start(dsn, pid))
     before = len(audit_lines(env["AEP_OPS_STATE_DIR"], ACTION))
     proc = cli("db.terminate", "--pid", str(pid), "--backend-start", start, "--json", env=env, check_rc=0)
-    steps = _steps(proc)
+    steps = steps_by_id(proc)
     assert steps["ensure_sessions_terminated"]["status"] == "changed"
     assert not alive(dsn, pid)
     with pytest.raises(psycopg.OperationalError):
@@ -63,7 +60,7 @@ def test_terminate_by_pid_and_backend_start_then_again_unchanged(source, session
     assert f"pid {pid}" in shown.stdout + shown.stderr
 
     again = cli("db.terminate", "--pid", str(pid), "--backend-start", start, "--json", env=env, check_rc=0)
-    assert {s["status"] for s in _steps(again).values()} == {"unchanged"}
+    assert {s["status"] for s in steps_by_id(again).values()} == {"unchanged"}
     assert len(audit_lines(env["AEP_OPS_STATE_DIR"], ACTION)) == before + 1
 
 
@@ -138,7 +135,7 @@ def test_production_needs_yes_and_resume_acts_only_on_what_is_left(source, sessi
     late = sessions.idle_in_transaction("late-idle")  # not on the approved list
     time.sleep(2.5)
     resumed = cli("db.terminate", "--resume", run_id, "--yes", "--json", env=prod, check_rc=0)
-    assert _steps(resumed)["ensure_sessions_terminated"]["status"] == "changed"
+    assert steps_by_id(resumed)["ensure_sessions_terminated"]["status"] == "changed"
     assert alive(dsn, first.info.backend_pid) and alive(dsn, late.info.backend_pid)
     assert not alive(dsn, second.info.backend_pid)
     hits = audit_lines(env["AEP_OPS_STATE_DIR"], ACTION)[before:]

@@ -168,3 +168,10 @@ def audit_lines(state_dir, action: str) -> list[dict]:
     if not path.exists():
         return []
     return [r for r in map(json.loads, path.read_text().splitlines()) if r["action"] == action]
+
+
+def steps_by_id(proc) -> dict:
+    """A ``--json`` run's steps by their id."""
+    import json
+
+    return {s["step_id"]: s for s in json.loads(proc.stdout)["steps"]}

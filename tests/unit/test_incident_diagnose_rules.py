@@ -107,7 +107,6 @@ def test_the_script_gets_user_values_as_arguments_never_inside_it():
 def test_host_rules_name_threshold_and_runbook():
     facts = host_probe.parse(PROBE, sent_at=1000.0, answered_at=1000.4)
     found = host_findings("host:web1", _host(), facts, _cfg(), since_epoch=0)
-    by_what = {f.what.split(":")[0].split(" ")[0]: f for f in found}
     api = next(f for f in found if "aep-api.service" in f.what)
     assert api.severity == "critical" and api.command == "inv service.restart --env prod --role api"
     cron = next(f for f in found if "cron.service" in f.what)
@@ -120,8 +119,7 @@ def test_host_rules_name_threshold_and_runbook():
     assert any(f.what.startswith("load 5") and "load_percent" in f.threshold for f in found)
     assert any(f.what.startswith("memory 95%") for f in found) and any(f.what.startswith("swap 90%") for f in found)
     assert any("NTPSynchronized=no" in f.what for f in found)
-    assert by_what  # every finding names where
-    assert all(f.where == "web1" and f.threshold for f in found)
+    assert all(f.where == "web1" and f.threshold for f in found), "every finding names where and its rule"
 
 
 def test_quiet_host_has_no_findings():
