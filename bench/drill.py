@@ -1,27 +1,36 @@
-"""`inv dr.drill` on a ~1 GB database against the hand-made pgBackRest PITR floor, same run.
+"""`inv dr.drill` against the hand-made pgBackRest PITR + pg_amcheck floor, same run, at several sizes.
 
-Builds a throw-away local AEP source under /tmp (``inv db.setup``, ``pgbench -i -s SCALE``
-into its ``aep`` database, ``inv backup.run --type full``), times ``inv dr.drill`` as a whole
-process, then restores by hand the SAME backup set to the SAME target time the drill used
-(pgbackrest restore + pg_ctl start + wait for promotion): the floor. Then leaves the source
-idle and reads its archive lag the way aep-ops does. Prints a table with the targets and
-writes the numbers to bench/results/drill-<timestamp>.json.
+Builds a throw-away local AEP source under /tmp (``inv db.setup``), then for each ``--scales``
+value in order: ``pgbench -i -s SCALE`` into its ``aep`` database (which drops and reloads the
+pgbench tables), ``inv backup.run --type full``, a check that the disk has 3x the database free.
+It then times ``inv dr.drill`` as a whole process, and does by hand the floor: the SAME backup set
+restored to the SAME target time the drill used, with the drill's pgBackRest ``--process-max`` and
+fast-replay settings (pgbackrest restore + pg_ctl start + wait for promotion), then ``create
+extension amcheck`` and ``pg_amcheck`` over what the drill checked with the drill's ``--jobs``
+(bench/drill_floor.py). Prints a table per scale, a summary with one row per scale, a line fitted
+to drill time against size, and the verdicts (bench/drill_report.py); writes the numbers to
+bench/results/drill-<timestamp>.json.
 
-    .venv/bin/python bench/drill.py [--scale 70] [--keep-state] [--archive-timeout N] [--repeat N] [--no-warmup]
+    .venv/bin/python bench/drill.py [--scales 70,280,560] [--repeat N] [--no-warmup] [--thorough]
+                                    [--lag] [--archive-timeout N] [--keep-state]
 
-Before the drill and before the floor, outside the timed windows, the drill's deferred
-deletion of its scratch copy is awaited and dirty pages are flushed (sync): otherwise whichever
-runs next pays for the other's leftovers. One untimed warm-up pair runs first (``--no-warmup``
-to skip it): the first restore after the 1 GB load runs cold, 2-2.5x slower than the next
-ones, whichever tool does it. ``--repeat N`` runs N judged drill + floor pairs and judges the
-medians (the machine may be shared). The order alternates, floor first in pairs 1, 3, 5...
-(to the previous drill's target: the same backup set, a few seconds less WAL), so that
-whatever the first restore of a pair pays or leaves behind falls on both sides equally.
+Before the drill and before the floor, outside the timed windows, the drill's deferred deletion
+of its scratch copy and its detached trend-chart drawing are awaited and dirty pages are flushed
+(sync): otherwise whichever runs next pays for the other's leftovers. At each scale one untimed
+warm-up pair runs first (``--no-warmup`` to skip it): the first restore after a load runs cold,
+2-2.5x slower than the next ones, whichever tool does it. ``--repeat N`` runs N judged drill +
+floor pairs per scale and judges the medians (the machine may be shared). The order alternates,
+floor first in pairs 1, 3, 5... (to the previous drill's target: the same backup set, a few
+seconds less WAL), so that whatever the first restore of a pair pays or leaves behind falls on
+both sides equally. ``--lag`` then leaves the source idle and reads its archive lag the way
+aep-ops does (about 2 more minutes).
 
-Targets: drill restore phase <= 1.1 x floor total; drill end to end <= 1.5 x floor total;
-archive lag of an idle source <= archive_timeout + 5 s. Exit 0 when all are met, 1 when one
-is missed, 2 when the benchmark itself could not run. Runs as root (PostgreSQL tools as
-the postgres user through runuser).
+Targets, at every scale: drill whole process <= 1.3 x floor total; the drill's fixed overhead
+(process start to its first step, plus its last step to exit) <= 0.3 s; drill seconds per GB
+not growing with size (each scale's <= the previous scale's x 1.05); with ``--lag``, archive lag
+of an idle source <= archive_timeout + 5 s. Exit 0 when all are met, 1 when one is missed, 2 when
+the benchmark itself could not run. Runs as root (PostgreSQL tools as the postgres user through
+runuser).
 """
 
 from __future__ import annotations
@@ -32,84 +41,89 @@ import os
 import shutil
 import signal
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-
 from typing import Any
 
-from drill_env import (BIN, PGBIN, REPO, BenchError, as_postgres, chown_postgres, connect, free_port, run_logged,
-                       say, settle, stop_cluster, tail, teardown, write_results)
+from drill_env import (BIN, PGBIN, REPO, BenchError, as_postgres, connect, free_port, run_logged, say, settle,
+                       teardown, write_results)
+from drill_floor import floor_restore, idle_archive_lag
+from drill_report import GB, scale_table, summary
 from precompile import precompile
 
-PGBACKREST = "/usr/bin/pgbackrest"
-TARGET_RESTORE_RATIO = 1.1
-TARGET_E2E_RATIO = 1.5
-LAG_SLACK = 5.0
-LAG_INTERVAL = 5.0
-
-
-def pg_target(iso: str) -> str:
-    """The report's target time as PostgreSQL/pgBackRest read it, with an explicit UTC offset."""
-    when = datetime.fromisoformat(iso).astimezone(timezone.utc)
-    return when.strftime("%Y-%m-%d %H:%M:%S.%f+00")
-
-
-def stanza_of(config: Path) -> str:
-    sections = [ln.strip()[1:-1] for ln in config.read_text().splitlines() if ln.strip().startswith("[")]
-    names = [s for s in sections if s != "global"]
-    if len(names) != 1:
-        raise BenchError(f"{config}: expected one stanza section, found {names}")
-    return names[0]
+DISK_FACTOR = 3  # free space needed after the load, times the database: the drill's copy, the floor's, slack
+BYTES_PER_SCALE = 15 * 2**20  # pgbench: about 15 MiB per scale unit (70: 1.0 GiB), for the check before a load
 
 
 # --- steps ----------------------------------------------------------------------------------
 
 
-def setup_source(state: Path, env: dict[str, str], port: int, scale: int, logs: Path) -> dict[str, float]:
-    timings = {}
-    say("[setup] inv db.setup")
-    timings["db.setup"], _ = run_logged([str(BIN / "inv"), "db.setup"], logs / "db-setup.log", env=env, cwd=REPO)
-    say(f"        {timings['db.setup']:.1f} s")
+def load_scale(state: Path, env: dict[str, str], port: int, scale: int, logs: Path,
+               loaded_bytes: int) -> dict[str, Any]:
+    """pgbench -i at this scale (the previous scale's tables are dropped), a full backup, the size;
+    BenchError when the disk cannot hold the restores."""
     sock = state / "pg" / "aep-source" / "sock"
-    say(f"[setup] pgbench -i -s {scale} aep (port {port})")
+    free = shutil.disk_usage(state).free
+    guess = scale * BYTES_PER_SCALE
+    if free + loaded_bytes < guess * (1 + DISK_FACTOR):
+        raise BenchError(f"scale {scale} is about {guess / GB:.1f} GiB: loading it and restoring it twice needs"
+                         f" about {guess * (1 + DISK_FACTOR) / GB:.1f} GiB free under {state}, there are"
+                         f" {(free + loaded_bytes) / GB:.1f} GiB (free a disk, or use smaller --scales)")
+    timings: dict[str, Any] = {"scale": scale}
+    say(f"[setup] pgbench -i -q -s {scale} aep (port {port})")
     timings["pgbench -i"], _ = run_logged(
         as_postgres([PGBIN / "pgbench", "-i", "-q", "-s", str(scale), "-h", sock, "-p", str(port), "aep"]),
-        logs / "pgbench.log")
+        logs / f"pgbench-s{scale}.log")
     with connect(sock, port, "aep") as conn:
         size = conn.execute("select pg_database_size('aep')").fetchone()[0]
-    say(f"        {timings['pgbench -i']:.1f} s; aep is {size / 2**30:.2f} GiB")
+    say(f"        {timings['pgbench -i']:.1f} s; aep is {size / GB:.2f} GiB ({size} bytes)")
     timings["aep_bytes"] = size
     say("[setup] inv backup.run --type full")
     timings["backup.run full"], _ = run_logged([str(BIN / "inv"), "backup.run", "--type", "full"],
-                                               logs / "backup-run.log", env=env, cwd=REPO)
+                                               logs / f"backup-run-s{scale}.log", env=env, cwd=REPO)
     say(f"        {timings['backup.run full']:.1f} s")
+    free = shutil.disk_usage(state).free
+    timings["free_bytes"] = free
+    if free < DISK_FACTOR * size:
+        raise BenchError(f"only {free / GB:.1f} GiB free under {state} for a {size / GB:.2f} GiB database at scale"
+                         f" {scale}: the drill and the floor each restore a full copy, so the bench needs"
+                         f" {DISK_FACTOR}x the database ({DISK_FACTOR * size / GB:.1f} GiB) free")
+    say(f"        {free / GB:.1f} GiB free (>= {DISK_FACTOR}x the database)")
     return timings
 
 
-def run_drill(state: Path, env: dict[str, str], logs: Path, n: int) -> tuple[float, int, dict[str, Any], dict]:
-    out = state / f"drill-result-{n}.json"
-    log = logs / f"drill-{n}.log"
-    say("[drill] inv dr.drill --json-file " + str(out))
+def run_drill(state: Path, env: dict[str, str], logs: Path, tag: str, thorough: bool) -> dict[str, Any]:
+    out = state / f"drill-result-{tag}.json"
+    log = logs / f"drill-{tag}.log"
+    argv = [str(BIN / "inv"), "dr.drill", "--json-file", str(out), *(["--thorough"] if thorough else [])]
+    say("[drill] " + " ".join(argv[1:]))
     wall_start = time.time()
-    seconds, rc = run_logged([str(BIN / "inv"), "dr.drill", "--json-file", str(out)], log, env=env, cwd=REPO, ok=(0, 5))
+    seconds, rc = run_logged(argv, log, env=env, cwd=REPO, ok=(0, 5))
     wall_end = wall_start + seconds
     say(f"        {seconds:.1f} s end to end, exit {rc}")
     lines = log.read_text(errors="replace").splitlines()
     human = [ln for ln in lines if not ln.startswith("{")]
     say("\n".join("    " + ln for ln in human[-25:]))  # the summary; JSON log lines stay in the log file
-    stamps = []
+    events = []
     for ln in lines:
         if ln.startswith("{"):
             try:
-                stamps.append(datetime.fromisoformat(json.loads(ln)["timestamp"].replace("Z", "+00:00")).timestamp())
-            except (ValueError, KeyError):
+                event = json.loads(ln)
+                events.append((datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp(),
+                               event.get("event")))
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue
-    outside = {"before_first_log_event": round(stamps[0] - wall_start, 3) if stamps else None,
-               "after_last_log_event": round(wall_end - stamps[-1], 3) if stamps else None}
+    starts = [at for at, name in events if name == "step.start"]
+    dones = [at for at, name in events if name == "step.done"]
+    before = round(starts[0] - wall_start, 3) if starts else None
+    after = round(wall_end - dones[-1], 3) if dones else None
+    overhead = {"before_first_step": before, "after_last_step": after,
+                "seconds": round(before + after, 3) if before is not None and after is not None else None,
+                "before_first_log_event": round(events[0][0] - wall_start, 3) if events else None,
+                "after_last_log_event": round(wall_end - events[-1][0], 3) if events else None}
     if out.is_file():
         report = json.loads(out.read_text())
     else:  # fall back to the report file the runbook writes
@@ -119,7 +133,8 @@ def run_drill(state: Path, env: dict[str, str], logs: Path, n: int) -> tuple[flo
         report = json.loads(found[-1].read_text())
     if not report.get("target_time") or not report.get("backup_label"):
         raise BenchError(f"the drill report has no target_time/backup_label: {report.get('error') or report}")
-    return seconds, rc, report, outside
+    return {"seconds": round(seconds, 3), "exit": rc, "report": report, "overhead": overhead,
+            "journal": journal_steps(state, report.get("run_id") or "")}
 
 
 def journal_steps(state: Path, run_id: str) -> dict[str, Any]:
@@ -148,203 +163,92 @@ def journal_steps(state: Path, run_id: str) -> dict[str, Any]:
     return {"steps": steps, "restore_split": restore, "run_seconds": engine}
 
 
-def floor_restore(state: Path, report: dict[str, Any], logs: Path) -> dict[str, Any]:
-    """pgbackrest restore of the drill's backup set to the drill's target, start, wait for promotion."""
-    import psycopg
-
-    config = state / "pgbackrest" / "pgbackrest.conf"
-    stanza = stanza_of(config)
-    base = state / "bench-floor"
-    datadir, sock, log = base / "data", base / "sock", base / "postgres.log"
-    base.mkdir(mode=0o755)
-    for path in (datadir, sock):
-        path.mkdir(mode=0o700)
-        chown_postgres(path)
-    log.touch()
-    chown_postgres(log)
-    port = free_port()
-    target = pg_target(report["target_time"])
-    label = report["backup_label"]
-    say(f"[floor] pgbackrest restore --set={label} --target='{target}' into {datadir}")
-
-    started = time.perf_counter()
-    run_logged(as_postgres([PGBACKREST, f"--config={config}", f"--stanza={stanza}", "restore",
-                            f"--pg1-path={datadir}", f"--set={label}", "--type=time", f"--target={target}",
-                            "--target-action=promote", "--archive-mode=off"]), logs / "floor-pgbackrest.log")
-    restored = time.perf_counter()
-    with open(datadir / "postgresql.auto.conf", "a") as fh:  # read last: wins over the copied conf.d
-        fh.write(f"port = {port}\nunix_socket_directories = '{sock}'\n")
-    run_logged(as_postgres([PGBIN / "pg_ctl", "-D", datadir, "-l", log, "-w", "-t", "3600", "start"]),
-               logs / "floor-pg_ctl.log")
-    deadline = time.monotonic() + 3600
-    last_commit = timeline = None
-    while True:
-        if not (datadir / "postmaster.pid").exists():
-            raise BenchError(f"floor cluster exited during recovery:\n{tail(log, 10)}")
-        try:
-            with connect(sock, port, timeout=2) as conn:
-                while conn.execute("select pg_is_in_recovery()").fetchone()[0]:
-                    time.sleep(0.02)
-                promoted = time.perf_counter()
-                last_commit, timeline = conn.execute(
-                    "select pg_last_xact_replay_timestamp(),"
-                    " (select timeline_id from pg_control_checkpoint())").fetchone()
-                break
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise BenchError(f"floor cluster not promoted within an hour:\n{tail(log, 10)}") from None
-            time.sleep(0.02)
-    stop_lines = [ln for ln in log.read_text(errors="replace").splitlines() if "recovery stopping" in ln]
-    result = {
-        "restore_seconds": round(restored - started, 3),
-        "recovery_seconds": round(promoted - restored, 3),
-        "total_seconds": round(promoted - started, 3),
-        "target": target, "backup_label": label, "port": port,
-        "last_replayed_commit": last_commit.isoformat() if last_commit else None,
-        "recovery_stop": stop_lines[-1].split("LOG:", 1)[-1].strip() if stop_lines else None,
-    }
-    say(f"        restore {result['restore_seconds']:.2f} s, start+recovery+promote"
-        f" {result['recovery_seconds']:.2f} s, total {result['total_seconds']:.2f} s")
-    say(f"        {result['recovery_stop'] or 'NO recovery stopping line in the log'}")
-    stop_cluster(datadir)
-    shutil.rmtree(base)
-    return result
+def run_pairs(state: Path, env: dict[str, str], logs: Path, sc: dict[str, Any], args: argparse.Namespace) -> float:
+    """The warm-up pair and the judged pairs of one scale into sc; returns when the last drill ended."""
+    sc["runs"], sc["warmup"] = [], None
+    last_report, idle_since = None, time.monotonic()
+    for i in range(-1 if args.warmup else 0, max(1, args.repeat)):
+        floor_first = i >= 0 and i % 2 == 0 and last_report is not None
+        tag = f"s{sc['scale']}-{'warmup' if i < 0 else i + 1}"
+        say(f"--- scale {sc['scale']}: warm-up drill + floor pair (not judged)" if i < 0
+            else f"--- scale {sc['scale']}: drill + floor pair {i + 1} of {args.repeat}"
+                 f" ({'floor' if floor_first else 'drill'} first)")
+        if floor_first:  # to the previous drill's target: same backup set, a few seconds less WAL
+            before_floor = settle(state)
+            floor = {**floor_restore(state, last_report, logs, tag), "settle": before_floor,
+                     "target_of_run": last_report.get("run_id")}
+        before_drill = settle(state)
+        drill = {**run_drill(state, env, logs, tag, args.thorough), "settle": before_drill}
+        idle_since = time.monotonic()
+        report = drill["report"]
+        if not floor_first:
+            before_floor = settle(state)
+            floor = {**floor_restore(state, report, logs, tag), "settle": before_floor,
+                     "target_of_run": report.get("run_id")}
+        pair = {"order": "floor first" if floor_first else "drill first", "drill": drill, "floor": floor}
+        last_report = report
+        if i < 0:
+            sc["warmup"] = pair
+        else:
+            sc["runs"].append(pair)
+    return idle_since
 
 
-def idle_archive_lag(env: dict[str, str], idle_since: float, timeout: int) -> dict[str, Any]:
-    """After archive_timeout + 10 s of idleness, read the lag as aep-ops does, every few seconds."""
-    os.environ.update(env)
-    sys.path.insert(0, str(REPO))
-    from aep_ops import config
-    from aep_ops.db import locations
-    from aep_ops.db.backends import local_facts
-
-    db = locations.local_db(config.load("local"))
-    wait = idle_since + timeout + 10 - time.monotonic()
-    if wait > 0:
-        say(f"[lag]   leaving the source idle for another {wait:.0f} s (archive_timeout {timeout} s + 10 s)")
-        time.sleep(wait)
-    samples = []
-    end = time.monotonic() + timeout
-    while True:
-        at = time.monotonic()
-        facts = local_facts.archive_facts(db)
-        with db.cluster.connect(db.dbname) as conn:
-            lsn = conn.execute("select pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn())").fetchone()
-        samples.append({"at_seconds": round(at - idle_since, 1), "lag_seconds": facts["archive_lag_seconds"],
-                        "last_archived_wal": facts["last_archived_wal"], "current_lsn": lsn[0],
-                        "current_walfile": lsn[1], "failing": facts["failing"]})
-        lag = facts["archive_lag_seconds"]
-        say(f"        +{at - idle_since:5.0f} s  lag {'n/a' if lag is None else f'{lag:6.1f} s'}"
-            f"  last archived {facts['last_archived_wal']}  current {lsn[0]} ({lsn[1]})")
-        if at + LAG_INTERVAL > end:
-            break
-        time.sleep(LAG_INTERVAL)
-    lags = [s["lag_seconds"] for s in samples if s["lag_seconds"] is not None]
-    return {"archive_timeout": timeout, "samples": samples, "max_lag_seconds": max(lags) if lags else None}
-
-
-# --- report ---------------------------------------------------------------------------------
-
-
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("met" if ok else "MISSED")
-
-
-def pair_measures(run: dict[str, Any]) -> list[tuple[str, float | None]]:
-    """One drill + floor pair as (measure, seconds) rows."""
-    drill, floor = run["drill"], run["floor"]
-    report = drill["report"]
-    split = drill["journal"].get("restore_split") or {}
-    rows = [("drill phase: " + name, value) for name, value in report["phases_seconds"].items()]
-    rows += [("drill end to end (inv dr.drill, whole process)", drill["seconds"]),
-             ("drill RTO (report)", report.get("rto_seconds")),
-             ("drill RPO (report)", report.get("rpo_seconds")),
-             ("drill archive lag at start (report)", report.get("archive_lag_seconds")),
-             ("drill pgbackrest restore (journal)", split.get("pgbackrest_seconds")),
-             ("drill restore incl. prep (journal)", split.get("restore_seconds")),
-             ("drill configure + start + replay + promote (journal)", split.get("recovery_seconds")),
-             ("floor restore (pgbackrest restore)", floor["restore_seconds"]),
-             ("floor start + recovery + promotion", floor["recovery_seconds"]),
-             ("floor total", floor["total_seconds"])]
-    return rows
-
-
-def pair_ratios(run: dict[str, Any]) -> dict[str, float]:
-    phases, total = run["drill"]["report"]["phases_seconds"], run["floor"]["total_seconds"]
-    return {"restore_phase_over_floor": round(phases["restore"] / total, 3),
-            "recovery_phase_over_floor": round(sum((run["drill"]["report"].get("restore_parts_seconds") or {}).get(
-                k, 0) for k in ("files", "replay_and_promote")) / total, 3),  # the report's restore parts
-            "end_to_end_over_floor": round(run["drill"]["seconds"] / total, 3)}
-
-
-def _median(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
-
-
-def table(res: dict[str, Any]) -> tuple[str, bool]:
-    runs, lag = res["runs"], res["idle_lag"]
-    many = len(runs) > 1
-    names = [name for name, _ in pair_measures(runs[0])]
-    per_run = [dict(pair_measures(run)) for run in runs]
-    ratios = [pair_ratios(run) for run in runs]
-    for run, r in zip(runs, ratios):
-        run["ratios"] = r
-    med = {k: _median([r[k] for r in ratios]) for k in ratios[0]}
-    max_lag, limit = lag["max_lag_seconds"], lag["archive_timeout"] + LAG_SLACK
-    checks = [
-        (f"drill restore phase / floor total (<= {TARGET_RESTORE_RATIO})", "restore_phase_over_floor",
-         med["restore_phase_over_floor"] <= TARGET_RESTORE_RATIO),
-        ("drill recovery phase / floor total (info)", "recovery_phase_over_floor", None),
-        (f"drill end to end / floor total (<= {TARGET_E2E_RATIO})", "end_to_end_over_floor",
-         med["end_to_end_over_floor"] <= TARGET_E2E_RATIO),
-    ]
-    lag_name = f"idle archive lag, max of {len(lag['samples'])} (<= archive_timeout + {LAG_SLACK:g} = {limit:g} s)"
-    lag_ok = None if max_lag is None else max_lag <= limit
-    width = max(len(n) for n in names + [c[0] for c in checks] + [lag_name])
-    heads = [f"run {i + 1}" for i in range(len(runs))] + (["median"] if many else [])
-    head = f"{'measure':<{width}}" + "".join(f"  {h:>10}" for h in heads) + "  target"
-    rule = "-" * len(head)
-    lines = [head, rule]
-    for name in names:
-        values = [r.get(name) for r in per_run] + ([_median([r.get(name) for r in per_run])] if many else [])
-        lines.append(f"{name:<{width}}" + "".join(f"  {_s(v):>10}" for v in values))
-    lines.append(rule)
-    for name, key, ok in checks:
-        values = [r[key] for r in ratios] + ([med[key]] if many else [])
-        lines.append(f"{name:<{width}}" + "".join(f"  {v:9.2f}x" for v in values) + f"  {verdict(ok)}")
-    pad = "".join(f"  {'':>10}" for _ in heads[:-1])
-    lines.append(f"{lag_name:<{width}}{pad}  {_s(max_lag):>10}  {verdict(lag_ok)}")
-    results = [run["drill"]["report"].get("result") for run in runs]
-    drills_ok = all(r == "passed" for r in results)
-    lines.append(f"drill result{'s' if many else ''}: {', '.join(map(str, results))}"
-                 f"{'' if drills_ok else '  (a failed drill is kept running until teardown)'}")
-    if many:
-        lines.append(f"(verdicts on the median of {len(runs)} drill + floor pairs)")
-    res["ratios"] = med
-    res["targets"] = {"restore_phase_over_floor": verdict(checks[0][2]),
-                      "end_to_end_over_floor": verdict(checks[2][2]), "idle_archive_lag": verdict(lag_ok)}
-    return "\n".join(lines), all(ok is not False for *_, ok in checks) and lag_ok is True and drills_ok
-
-
-def _s(value: Any) -> str:
-    return "n/a" if value is None else f"{float(value):8.2f} s"
+def print_details(sc: dict[str, Any]) -> None:
+    """Below a scale's table: the warm-up pair, each drill's steps and whether the floor replayed as far."""
+    if sc["warmup"]:
+        w = sc["warmup"]
+        say(f"warm-up pair (not judged): drill {w['drill']['seconds']:.2f} s whole, restore phase"
+            f" {w['drill']['report']['phases_seconds']['restore']:.2f} s; floor {w['floor']['total_seconds']:.2f} s")
+    for i, run in enumerate(sc["runs"]):
+        journal, report = run["drill"]["journal"], run["drill"]["report"]
+        if journal.get("steps"):
+            say(f"run {i + 1} drill steps (journal): " + ", ".join(f"{k} {v:.2f}" for k, v in journal["steps"].items()))
+            out = run["drill"]["overhead"]
+            say(f"run {i + 1} engine run {journal['run_seconds']} s of {run['drill']['seconds']:.2f} s whole process;"
+                f" {out['before_first_step']} s to the first step.start, {out['after_last_step']} s after the last"
+                f" step.done ({out['before_first_log_event']} s / {out['after_last_log_event']} s to any log event)")
+        if run["floor"]["target_of_run"] == report.get("run_id"):
+            same = run["floor"]["last_replayed_commit"] == report.get("last_replayed_commit")
+            say(f"run {i + 1} last replayed commit: floor {run['floor']['last_replayed_commit']},"
+                f" drill {report.get('last_replayed_commit')} ({'same' if same else 'DIFFERENT'})")
+        else:
+            say(f"run {i + 1} ({run['order']}): the floor restored to the target of drill"
+                f" {run['floor']['target_of_run']}, last replayed commit {run['floor']['last_replayed_commit']}")
+        amcheck = report.get("amcheck") or {}
+        say(f"run {i + 1} pg_amcheck: drill {amcheck.get('checks')} ({amcheck.get('indexes')} indexes,"
+            f" {amcheck.get('tables')} tables), restore --process-max={report.get('restore_process_max')},"
+            f" fast_replay {report.get('fast_replay')}; floor {' '.join(run['floor']['amcheck']['argv'][1:-2])}")
 
 
 # --- main -----------------------------------------------------------------------------------
 
 
+def scales_of(text: str) -> list[int]:
+    try:
+        scales = [int(word) for word in text.split(",") if word.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of pgbench scales: {text!r}") from None
+    if not scales or any(s < 1 for s in scales) or scales != sorted(set(scales)):
+        raise argparse.ArgumentTypeError(f"scales must be positive and increasing: {text!r}")
+    return scales
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=70, help="pgbench scale (70: about 1 GB)")
+    parser.add_argument("--scales", "--scale", dest="scales", type=scales_of, default=[70],
+                        help="pgbench scales, increasing, comma-separated (70: about 1 GB; 70,280,560: 1, 4, 8 GB)")
     parser.add_argument("--keep-state", action="store_true", help="keep the state dir (clusters stopped)")
     parser.add_argument("--archive-timeout", type=int, default=None,
                         help="archive_timeout of the source in seconds (default: aep-ops' own, 60)")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false",
-                        help="skip the untimed warm-up pair (the first restore after the load is cold)")
+                        help="skip the untimed warm-up pair at each scale (the first restore after a load is cold)")
     parser.add_argument("--repeat", type=int, default=1,
-                        help="drill + floor pairs (each floor to its drill's target); verdicts on the median")
+                        help="drill + floor pairs per scale (each floor to its drill's target); verdicts on the median")
+    parser.add_argument("--thorough", action="store_true",
+                        help="inv dr.drill --thorough (pg_amcheck checks the heap too); the floor does the same")
+    parser.add_argument("--lag", action="store_true",
+                        help="at the end, measure the archive lag of the idle source (about 2 more minutes)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         say("run as root: PostgreSQL tools run as the postgres user through runuser")
@@ -365,70 +269,42 @@ def main() -> int:
                 "AEP_OPS_NO_SYSTEM_CONFIG": "1"})
     if args.archive_timeout is not None:
         env["AEP_OPS_ENVIRONMENTS__LOCAL__POSTGRES__ARCHIVE_TIMEOUT"] = str(args.archive_timeout)
-    say(f"state dir {state}, source port {port}, scale {args.scale}, {os.cpu_count()} cpus")
+    say(f"state dir {state}, source port {port}, scales {args.scales}, {os.cpu_count()} cpus")
     started_at = datetime.now(timezone.utc)
-    res: dict[str, Any] = {"started_at": started_at.isoformat(), "scale": args.scale, "state_dir": str(state),
-                           "port": port, "cpus": os.cpu_count()}
+    res: dict[str, Any] = {"started_at": started_at.isoformat(), "scales_asked": args.scales, "repeat": args.repeat,
+                           "warmup": args.warmup, "thorough": args.thorough, "state_dir": str(state), "port": port,
+                           "cpus": os.cpu_count(), "scales": [], "idle_lag": None}
     try:
-        res["setup"] = setup_source(state, env, port, args.scale, logs)
-        res["runs"], res["warmup"] = [], None
-        last_report = None
-        for i in range(-1 if args.warmup else 0, max(1, args.repeat)):
-            floor_first = i >= 0 and i % 2 == 0 and last_report is not None
-            say("--- warm-up drill + floor pair (not judged)" if i < 0
-                else f"--- drill + floor pair {i + 1} of {args.repeat} ({'floor' if floor_first else 'drill'} first)")
-            if floor_first:  # to the previous drill's target: same backup set, a few seconds less WAL
-                before_floor = settle(state)
-                floor = {**floor_restore(state, last_report, logs), "settle": before_floor,
-                         "target_of_run": last_report.get("run_id")}
-            before_drill = settle(state)
-            seconds, rc, report, outside = run_drill(state, env, logs, i + 1)
-            idle_since = time.monotonic()
-            drill = {"seconds": round(seconds, 3), "exit": rc, "report": report, "settle": before_drill,
-                     "process_outside_log_events": outside,
-                     "journal": journal_steps(state, report.get("run_id") or "")}
-            if not floor_first:
-                before_floor = settle(state)
-                floor = {**floor_restore(state, report, logs), "settle": before_floor,
-                         "target_of_run": report.get("run_id")}
-            pair = {"order": "floor first" if floor_first else "drill first", "drill": drill, "floor": floor}
-            last_report = report
-            if i < 0:
-                res["warmup"] = pair
-            else:
-                res["runs"].append(pair)
-        sock = state / "pg" / "aep-source" / "sock"
-        with connect(sock, port) as conn:
-            timeout = int(conn.execute("select setting from pg_settings where name = 'archive_timeout'")
-                          .fetchone()[0])
-        res["idle_lag"] = idle_archive_lag(env, idle_since, timeout)
-        text, ok = table(res)
-        say("\n" + text + "\n")
-        if res["warmup"]:
-            w = res["warmup"]
-            say(f"warm-up pair (not judged): drill {w['drill']['seconds']:.2f} s end to end, restore phase"
-                f" {w['drill']['report']['phases_seconds']['restore']:.2f} s; floor {w['floor']['total_seconds']:.2f} s")
-        for i, run in enumerate(res["runs"]):
-            journal, report = run["drill"]["journal"], run["drill"]["report"]
-            if journal.get("steps"):
-                say(f"run {i + 1} drill steps (journal): "
-                    + ", ".join(f"{k} {v:.2f}" for k, v in journal["steps"].items()))
-                out = run["drill"]["process_outside_log_events"]
-                say(f"run {i + 1} engine run {journal['run_seconds']} s of {run['drill']['seconds']:.2f} s whole"
-                    f" process; {out['before_first_log_event']} s before the first log event,"
-                    f" {out['after_last_log_event']} s after the last")
-            if run["floor"]["target_of_run"] == report.get("run_id"):
-                same = run["floor"]["last_replayed_commit"] == report.get("last_replayed_commit")
-                say(f"run {i + 1} last replayed commit: floor {run['floor']['last_replayed_commit']},"
-                    f" drill {report.get('last_replayed_commit')} ({'same' if same else 'DIFFERENT'})")
-            else:
-                say(f"run {i + 1} ({run['order']}): the floor restored to the target of drill"
-                    f" {run['floor']['target_of_run']}, last replayed commit {run['floor']['last_replayed_commit']}")
-        say("")
+        say("[setup] inv db.setup")
+        seconds, _ = run_logged([str(BIN / "inv"), "db.setup"], logs / "db-setup.log", env=env, cwd=REPO)
+        res["setup"] = {"db.setup": round(seconds, 3)}
+        say(f"        {seconds:.1f} s")
+        loaded, idle_since = 0, time.monotonic()
+        for scale in args.scales:
+            setup = load_scale(state, env, port, scale, logs, loaded)
+            loaded = setup["aep_bytes"]
+            sc = {"scale": scale, "aep_bytes": loaded, "setup": setup}
+            res["scales"].append(sc)
+            idle_since = run_pairs(state, env, logs, sc, args)
+            say("\n" + scale_table(sc) + "\n")
+            print_details(sc)
+            say("")
+        if args.lag:
+            with connect(state / "pg" / "aep-source" / "sock", port) as conn:
+                timeout = int(conn.execute("select setting from pg_settings where name = 'archive_timeout'")
+                              .fetchone()[0])
+            res["idle_lag"] = idle_archive_lag(env, idle_since, timeout)
+        if len(res["scales"]) > 1:  # again, together, above the summary
+            for sc in res["scales"]:
+                say(scale_table(sc) + "\n")
+        text, ok = summary(res)
+        say(text + "\n")
         write_results("drill", started_at, res)
         return 0 if ok else 1
     except BenchError as exc:
         say(f"benchmark failed: {exc}")
+        if res["scales"]:
+            write_results("drill-failed", started_at, res)
         return 2
     finally:
         teardown(state, args.keep_state)

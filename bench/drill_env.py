@@ -62,8 +62,10 @@ def tail(path: Path, lines: int) -> str:
 
 def settle(state: Path) -> dict[str, Any]:
     """Before a timed phase: let the drill's deferred deletion of its scratch copy finish (it runs
-    in a detached process after the drill), then flush dirty pages, so that neither the drill nor
-    the floor pays for what ran before it (the 1 GB load, the backup, the other restore)."""
+    in a detached process after the drill) and its detached trend-chart drawing (``python -m
+    aep_ops.dr.trend_draw``, about 1.5 s of CPU after the drill exits), then flush dirty pages, so
+    that neither the drill nor the floor pays for what ran before it (the load, the backup, the
+    other restore, the chart)."""
     started = time.perf_counter()
     restores = state / "pg" / "restores"
     while restores.is_dir() and any(p.name.startswith(".removing-") for p in restores.iterdir()):
@@ -71,11 +73,32 @@ def settle(state: Path) -> dict[str, Any]:
             raise BenchError(f"the drill's scratch copy under {restores} was not removed within 120 s")
         time.sleep(0.05)
     removal_wait = time.perf_counter() - started
+    started = time.perf_counter()
+    while drawing := trend_draws():
+        if time.perf_counter() - started > 120:
+            raise BenchError(f"the drill's trend chart is still being drawn after 120 s (pids {drawing})")
+        time.sleep(0.05)
+    draw_wait = time.perf_counter() - started
     dirty = _meminfo("Dirty")
     started = time.perf_counter()
     os.sync()
-    return {"removal_wait_seconds": round(removal_wait, 3), "dirty_kb_before_sync": dirty,
-            "sync_seconds": round(time.perf_counter() - started, 3)}
+    return {"removal_wait_seconds": round(removal_wait, 3), "trend_draw_wait_seconds": round(draw_wait, 3),
+            "dirty_kb_before_sync": dirty, "sync_seconds": round(time.perf_counter() - started, 3)}
+
+
+def trend_draws() -> list[int]:
+    """Pids of running ``python -m aep_ops.dr.trend_draw`` processes (any drill's: the machine is one)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if b"aep_ops.dr.trend_draw" in argv:
+            found.append(int(entry.name))
+    return found
 
 
 def _meminfo(key: str) -> int | None:

@@ -157,7 +157,8 @@ BACKUP = Section({
     "stanza": Field(str),
     "repo_path": _path("repo1 on local disk (default STATE_DIR/pgbackrest/repo)"),
     "retention_full": _int("full backups kept in repo1", 1, 9999999),
-    "process_max": _int("pgBackRest processes", 1, 999),
+    "process_max": _int("pgBackRest processes of a backup (default 2: the primary keeps its cores)", 1, 999),
+    "restore_process_max": _int("pgBackRest processes of a restore (default: the cores of this machine)", 1, 999),
     "pgbackrest_bin": _path("path of the pgbackrest program (default /usr/bin/pgbackrest)"),
     "max_age_hours": _int("a drill takes a new backup when the newest is older than this", 1, 24 * 366),
     "s3": S3_REPO,
@@ -177,6 +178,16 @@ DRILL = Section({
                           " aep_ops_dr_ENV.prom in it), or this environment's own file"
                           " (default aep_ops_dr_ENV.prom in metrics.dir, STATE_DIR/metrics)"),
     "restore_timeout": _int("seconds allowed for restore + recovery", 10, 7 * DAY),
+    "fast_replay": Field(bool, "start the scratch copy with fsync, full_page_writes and synchronous_commit off"
+                               " (default true; such a copy can never be cut over to)"),
+    "amcheck": Section({
+        "jobs": _int("pg_amcheck connections (default: the cores of this machine)", 1, 256),
+        "timeout_seconds": _int("seconds pg_amcheck may take (default: the restore timeout)", 10, 7 * DAY),
+        "quick": Section({"heap": Field(bool, "check every table's heap too (default false)"),
+                          "heapallindexed": Field(bool, "every heap tuple must be in each index (default false)")}),
+        "thorough": Section({"heap": Field(bool, "check every table's heap too (default true)"),
+                             "heapallindexed": Field(bool, "every heap tuple must be in each index (default true)")}),
+    }),
 })
 
 RDS = Section({

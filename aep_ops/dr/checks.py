@@ -10,7 +10,7 @@ from typing import Any, Iterator
 from aep_ops.engine.context import RunContext
 from aep_ops.dr.scratch import OnScratch
 from aep_ops.engine.step import Plan
-from aep_ops.base.errors import StepFailed, VerificationFailed
+from aep_ops.base.errors import StepFailed, ToolMissing, VerificationFailed
 
 DEFAULT_CRITICAL_TABLES = ("users", "roles", "permissions", "sessions", "audit_events", "projects", "documents")
 DEFAULT_SMOKE_QUERIES = ("select count(*) from users", "select max(occurred_at) from audit_events")
@@ -79,21 +79,65 @@ class CheckRowCounts(OnScratch):
         return Plan.unchanged(f"{len(actual)} tables match", counts=actual)
 
 
+class StartAmcheck(OnScratch):
+    id = "start_amcheck"
+    title = "Start pg_amcheck in the background"
+
+    def check(self, ctx):
+        from aep_ops.dr import amcheck_job
+
+        return Plan.change(f"start pg_amcheck ({amcheck_job.options(ctx).describe()}, {amcheck_job.profile(ctx)}"
+                           " drill) while the next checks run")
+
+    def apply(self, ctx, plan):
+        """A copy that refuses what the start needs (read-only: no CREATE EXTENSION), or no pg_amcheck
+        on this machine, is not an error of this step: check_amcheck reports it as its verdict, and
+        the other checks are still graded."""
+        from aep_ops.dr import amcheck_job
+
+        try:
+            return amcheck_job.start(ctx)
+        except (VerificationFailed, ToolMissing) as exc:
+            return {"refused": str(exc)}
+
+
 class CheckAmcheck(OnScratch):
     id = "check_amcheck"
-    title = "amcheck passes on every B-tree index"
+    title = "pg_amcheck passes on every B-tree index (and table, in a thorough drill)"
     soft = True
 
     def check(self, ctx):
-        from aep_ops.pg import facts
+        from aep_ops.dr import amcheck_job
 
-        with restored_conn(ctx) as conn:
-            indexes = facts.btree_indexes(conn)
-            failures = facts.amcheck_all(conn)
-        if failures:
-            raise VerificationFailed(f"{len(failures)} of {len(indexes)} indexes fail bt_index_check: "
-                                     + "; ".join(f"{f.index.qualified}: {f.error}" for f in failures[:5]))
-        return Plan.unchanged(f"{len(indexes)} B-tree indexes checked", indexes=len(indexes))
+        refused = (ctx.outputs.get("start_amcheck") or {}).get("refused")
+        if refused:
+            raise VerificationFailed(refused)
+        try:
+            result = amcheck_job.collect(ctx)
+        except ToolMissing as exc:  # a resumed drill starts pg_amcheck here
+            raise VerificationFailed(str(exc)) from exc
+        started = ctx.outputs.get("start_amcheck") or {}
+        facts = {"indexes": started.get("indexes"), "tables": started.get("tables"), "jobs": started.get("jobs"),
+                 "heap": started.get("heap"), "heapallindexed": started.get("heapallindexed"),
+                 "profile": started.get("profile"), "amcheck_seconds": result.seconds,
+                 "corrupt_relations": result.corrupt_relations}
+        if result.errors and not result.findings:
+            raise VerificationFailed("pg_amcheck could not check the copy: " + "; ".join(result.errors[:3]),
+                                     details=facts)
+        if not result.ok:
+            shown = "; ".join(f.describe() for f in result.findings[:5])
+            more = len(result.findings) + result.more_findings - 5
+            corrupt = len(result.corrupt_relations)
+            raise VerificationFailed(f"pg_amcheck found {corrupt} corrupt relation{'s' if corrupt != 1 else ''}"
+                                     f" of {_checked(started)}: {shown}" + (f" (+{more} more)" if more > 0 else ""),
+                                     details=facts)
+        return Plan.unchanged(f"{_checked(started)} checked by pg_amcheck in {result.seconds:.1f} s"
+                              f" ({started.get('checks')})", **facts)
+
+
+def _checked(started: dict[str, Any]) -> str:
+    indexes, tables = started.get("indexes") or 0, started.get("tables") or 0
+    return f"{indexes} B-tree indexes" + (f" and {tables} tables" if tables else "")
 
 
 class CheckSmokeQueries(OnScratch):

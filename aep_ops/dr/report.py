@@ -17,18 +17,18 @@ from aep_ops.base.atomicfile import replace_file
 from aep_ops.base.redact import redact, redact_obj
 from aep_ops.base.textfmt import duration, table_cell
 
-CHECK_STEPS = ("check_markers", "check_row_counts", "check_amcheck", "check_smoke_queries", "check_writable",
+CHECK_STEPS = ("check_markers", "check_row_counts", "check_smoke_queries", "check_amcheck", "check_writable",
                "measure")
 PHASES = {"source": ("ensure_source_cluster", "ensure_app_database", "ensure_stanza"), "preflight": ("preflight",),
           "backup": ("ensure_recent_backup",), "sentinels": ("run_sentinels",),
-          "restore": ("ensure_scratch_restored",), "verify": CHECK_STEPS[:-1]}
+          "restore": ("ensure_scratch_restored",), "verify": ("start_amcheck", *CHECK_STEPS[:-1])}
 # The restore step's parts (they add up to its "restore" phase) and the RTO's (they add up to the RTO),
 # with the words the Markdown report uses for them.
 RESTORE_PARTS = {"files": "restore the files (pgBackRest, or the RDS restore)",
                  "replay_and_promote": "start the copy, replay WAL, promote",
                  "step_overhead": "the step's own work (leftovers reaped, journal)"}
 RTO_PARTS = {"files": RESTORE_PARTS["files"], "replay_and_promote": RESTORE_PARTS["replay_and_promote"],
-             "until_writable": "after promotion until verified writable (checks 8-12)"}
+             "until_writable": "after promotion until verified writable (steps 8-13)"}
 
 
 def reports_dir(settings: Any) -> Path:
@@ -91,8 +91,20 @@ def build(ctx: Any, kept: dict[str, Any] | None = None) -> dict[str, Any]:
         **_sizes(ctx.outputs.get("preflight", {}).get("source_bytes"), restored.get("restore_seconds")),
         "checks": checks, "phases_seconds": phases, "reaped_leftovers": restored.get("reaped_leftovers", []),
         "restore_parts_seconds": restore_parts, "rto_parts_seconds": _rto_parts(restored, measured.get("rto_seconds")),
+        "restore_process_max": restored.get("restore_process_max"), "fast_replay": restored.get("fast_replay"),
+        "amcheck": _amcheck(ctx.outputs.get("start_amcheck") or {}, ctx.outputs.get("check_amcheck") or {}),
         "kept": kept,
     })
+
+
+def _amcheck(started: dict[str, Any], checked: dict[str, Any]) -> dict[str, Any] | None:
+    """What pg_amcheck was asked to check, how, and how long it took (None: it never started)."""
+    if "jobs" not in started:
+        return None
+    return {"profile": started.get("profile"), "checks": started.get("checks"), "jobs": started.get("jobs"),
+            "heap": started.get("heap"), "heapallindexed": started.get("heapallindexed"),
+            "indexes": started.get("indexes"), "tables": started.get("tables"),
+            "seconds": checked.get("amcheck_seconds"), "corrupt_relations": checked.get("corrupt_relations") or []}
 
 
 def _ms(value: Any) -> int:
@@ -156,7 +168,8 @@ def markdown(r: dict[str, Any]) -> str:
              f"- Finished: {r['finished_at']}",
              f"- Restored: backup `{r['backup_label']}` (ended {r['backup_stop']}) + WAL to target {r['target_time']}",
              f"- Into: `{r['restored_name']}` on port {r['restored_port']}, timeline {r['timeline']}",
-             f"- Last replayed commit: {r['last_replayed_commit']} ({cell(r['recovery_stop'])})", "",
+             f"- Last replayed commit: {r['last_replayed_commit']} ({cell(r['recovery_stop'])})",
+             *_setup_lines(r), "",
              "| measure | value | objective |", "|---|---|---|",
              f"| RTO (restore start to verified, writable) | {duration(r['rto_seconds'])}"
              f" | {duration(r['rto_objective_seconds'])} |",
@@ -186,6 +199,23 @@ def markdown(r: dict[str, Any]) -> str:
                   f"`{kept['name']}` is kept {kept['reason']}. Connect with `{kept['dsn']}`.", "",
                   f"Remove it when done: `{kept['discard_command']}`"]
     return redact("\n".join(lines) + "\n")
+
+
+def _setup_lines(r: dict[str, Any]) -> list[str]:
+    """How the copy was restored and checked: the parallelism, pg_amcheck's scope, and the replay
+    settings that make this copy a throw-away one."""
+    lines = []
+    if r.get("restore_process_max"):
+        lines.append(f"- pgBackRest restore with {r['restore_process_max']} processes")
+    amcheck = r.get("amcheck")
+    if amcheck:
+        took = f" in {amcheck['seconds']:.3f} s" if amcheck.get("seconds") is not None else ""
+        lines.append(f"- pg_amcheck ({amcheck['profile']} drill): {amcheck['checks']}{took}")
+    if r.get("fast_replay"):
+        unsafe = ", ".join(f"{k}={v}" for k, v in r["fast_replay"].items())
+        lines.append(f"- Started with {unsafe} for a fast replay: a throw-away copy that must never serve the"
+                     " application (`pitr.cutover` refuses it; `pitr.restore` keeps the safe settings)")
+    return lines
 
 
 def _secs(value: float) -> str:

@@ -12,10 +12,10 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from aep_ops.db.backends import backend_class, backend_for, restore_timeout
+from aep_ops.db.backends import backend_class, backend_for, fast_replay_wanted, restore_timeout
 from aep_ops.dr import scratch
 from aep_ops.dr.checks import (CheckAmcheck, CheckMarkers, CheckRowCounts, CheckSmokeQueries, CheckWritable,
-                                  critical_tables)
+                               StartAmcheck, critical_tables)
 from aep_ops.engine.context import RunContext
 from aep_ops.engine.runbook import runbook
 from aep_ops.engine.step import Plan, Step
@@ -105,7 +105,8 @@ class EnsureScratchRestored(Step):
         target = datetime.fromisoformat(ctx.output("run_sentinels", "target_time"))
         timeout = restore_timeout(ctx.settings)
         meta = backend_for(ctx.settings).restore(_scratch_name(ctx), target, run_id=ctx.run_id, purpose=scratch.PURPOSE,
-                                                 progress=ctx.progress, timeout=timeout)
+                                                 progress=ctx.progress, timeout=timeout,
+                                                 fast_replay=fast_replay_wanted(ctx.settings))
         return {**meta, "reaped_leftovers": reaped}
 
     def interrupted(self, ctx):
@@ -177,13 +178,14 @@ class RunReport(scratch.OnScratch):
 
 
 def _redraw_trend(ctx: RunContext) -> dict[str, object]:
-    """reports/dr-trend-ENV.{png,svg} with this drill on it; a chart that cannot be drawn is one
+    """reports/dr-trend-ENV.{png,svg} with this drill on it, drawn by a process of its own
+    (dr/trend_draw.py: 1.4 s of CPU off the drill's path); a chart that cannot be started is one
     warning line, never a failed drill (the report and metrics are already written)."""
-    from aep_ops.dr import trend
+    from aep_ops.dr import trend_draw
     from aep_ops.base.log import get_logger
 
     try:
-        charts = trend.write_chart(ctx.settings)
+        charts = trend_draw.start(ctx.settings)
     except Exception as exc:  # noqa: BLE001 - evidence first: the chart is a view of it
         get_logger(__name__).warning("dr.trend.not_drawn", error=f"{type(exc).__name__}: {exc}",
                                      todo="`inv dr.history` redraws it")
@@ -227,16 +229,18 @@ def kept_copy(ctx: RunContext) -> dict[str, Any] | None:
 
 
 @runbook("dr.drill", steps=[EnsureSourceCluster, EnsureAppDatabase, EnsureStanza, Preflight, EnsureRecentBackup,
-                            RunSentinels, EnsureScratchRestored, CheckMarkers, CheckRowCounts, CheckAmcheck,
-                            CheckSmokeQueries, CheckWritable, Measure, RunReport, EnsureScratchRemoved],
+                            RunSentinels, EnsureScratchRestored, StartAmcheck, CheckMarkers, CheckRowCounts,
+                            CheckSmokeQueries, CheckAmcheck, CheckWritable, Measure, RunReport, EnsureScratchRemoved],
          summary="Disaster-recovery drill: restore to a point in time, verify, measure RTO/RPO, report",
          help={"target_time": "restore to this time (needs --read-only-source; default: a fresh sentinel time)",
                "keep": "keep the scratch cluster after a successful drill",
                "read_only_source": "write nothing to the source; use --target-time",
-               "scale": "size of the local AEP database when it is first created"},
+               "scale": "size of the local AEP database when it is first created",
+               "thorough": "pg_amcheck also checks every table and that each index holds every row"
+                           " (drill.amcheck.thorough; the weekly timer passes it)"},
          bounds={"scale": (0, 1000)})
 def drill(ctx: RunContext, *, target_time: str = "", keep: bool = False, read_only_source: bool = False,
-          scale: int = 0) -> None:
+          scale: int = 0, thorough: bool = False) -> None:
     """Check the input; the local backend is the embedded default."""
     from aep_ops.pg.target import parse_target_time
 

@@ -29,12 +29,15 @@ def scratch_name(ctx: RunContext) -> str:
 
 
 class OnScratch(Step):
-    """A step that works on the restored scratch copy: interrupted, it stops the copy's server
-    (files kept, so ``--resume`` starts it again; the next fresh drill reaps it)."""
+    """A step that works on the restored scratch copy: interrupted, it stops the drill's pg_amcheck
+    and the copy's server (files kept, so ``--resume`` starts it again; the next fresh drill reaps it)."""
 
     def interrupted(self, ctx: RunContext) -> None:
         from aep_ops.db.backends import backend_for
+        from aep_ops.dr import amcheck_job
 
+        if amcheck_job.stop(ctx):
+            ctx.progress("interrupted: stopped pg_amcheck")
         if ctx.run_id and backend_for(ctx.settings).stop_restored(scratch_name(ctx)):
             ctx.progress(f"interrupted: stopped the scratch cluster {scratch_name(ctx)}")
 

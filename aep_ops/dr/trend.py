@@ -18,9 +18,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from aep_ops.base.atomicfile import replace_file
 from aep_ops.dr.report import reports_dir
-from aep_ops.base.errors import StateUnwritable, ToolMissing
+from aep_ops.base.errors import ToolMissing
 from aep_ops.base.log import get_logger
 
 log = get_logger(__name__)
@@ -130,17 +129,11 @@ def objectives(settings: Any, reports: list[dict[str, Any]]) -> dict[str, float 
 
 
 def write_chart(settings: Any) -> dict[str, Path]:
-    """Draw the environment's chart and replace the PNG and SVG (unchanged bytes: files untouched)."""
-    reports = history(settings)
-    fig = figure(drills(settings, reports), env=settings.env_name, objectives=objectives(settings, reports))
-    paths = chart_paths(settings)
-    for kind, data in render(fig).items():
-        try:
-            replace_file(paths[kind], data)
-        except OSError as exc:
-            raise StateUnwritable(f"cannot write {paths[kind]}: {exc.strerror or exc};"
-                                  f" make {paths[kind].parent} writable or set state_dir elsewhere") from None
-    return paths
+    """Draw the environment's chart now and replace the PNG and SVG (``dr.history``; a drill draws
+    it in a process of its own: ``trend_draw.start``)."""
+    from aep_ops.dr import trend_draw
+
+    return trend_draw.draw(trend_draw.job_of(settings))
 
 
 # --- drawing -------------------------------------------------------------------------------

@@ -139,6 +139,15 @@ def area_modules(root: str = ROOT_PACKAGE, module: str = AREA_MODULE) -> list[st
     return sorted(found)
 
 
+def area_runbooks(root: str, area: str) -> dict[str, Runbook]:
+    """The runbooks of one area (``<root>.<area>.runbooks`` imported alone); {} when it has none."""
+    package = importlib.import_module(root)
+    if not any((Path(d) / area / f"{AREA_MODULE}.py").is_file() for d in package.__path__):
+        return {}
+    importlib.import_module(f"{root}.{area}.{AREA_MODULE}")
+    return {rb_id: rb for rb_id, rb in _REGISTRY.items() if rb_id.split(".", 1)[0] == area}
+
+
 def lock_key(runbook_id: str, env: str) -> str:
     """The lock a run of ``runbook_id`` on ``env`` holds (its own id unless it shares one)."""
     rb = _REGISTRY.get(runbook_id)

@@ -1,7 +1,7 @@
 """Read-only probes of a running PostgreSQL server (facts, in pyinfra's sense).
 
 Each function takes an open connection, runs one cheap query and returns plain data.
-Two exceptions, named as such: ``amcheck_all`` may create the amcheck extension (run it
+Two exceptions, named as such: ``ensure_amcheck`` (and ``amcheck_all``) may create the amcheck extension (run it
 on restored copies, which is what it is for) and ``switch_wal`` closes a WAL segment.
 Identifiers are composed with ``psycopg.sql``; values are always bound parameters.
 """
@@ -186,6 +186,30 @@ def btree_indexes(conn: psycopg.Connection, *, schemas: list[str] | None = None)
     return [IndexRef(*row) for row in rows]
 
 
+def ensure_amcheck(conn: psycopg.Connection) -> None:
+    """Create the amcheck extension when missing (on restored copies, which is what it is for).
+    Only when missing: CREATE EXTENSION IF NOT EXISTS is refused on a read-only copy even when the
+    extension is there, and amcheck itself only reads."""
+    with wrap_errors("creating extension amcheck", conn):
+        if not conn.execute("select 1 from pg_extension where extname = 'amcheck'").fetchone():
+            conn.execute("create extension amcheck")
+
+
+def checkable_relations(conn: psycopg.Connection) -> dict[str, int]:
+    """What pg_amcheck will read: B-tree indexes and permanent tables (with TOAST), counted and sized."""
+    query = (
+        "select count(*) filter (where c.relkind = 'i'), count(*) filter (where c.relkind in ('r', 'm', 't')),"
+        " coalesce(sum(pg_relation_size(c.oid)) filter (where c.relkind = 'i'), 0)::int8,"
+        " coalesce(sum(pg_relation_size(c.oid)) filter (where c.relkind in ('r', 'm', 't')), 0)::int8"
+        " from pg_class c left join pg_am a on a.oid = c.relam"
+        " where c.relpersistence = 'p' and (c.relkind in ('r', 'm', 't') or (c.relkind = 'i' and a.amname = 'btree'))"
+    )
+    with wrap_errors("counting relations to check", conn):
+        indexes, tables, index_bytes, table_bytes = conn.execute(query).fetchone()
+    return {"indexes": int(indexes), "tables": int(tables), "index_bytes": int(index_bytes),
+            "table_bytes": int(table_bytes)}
+
+
 def amcheck_all(
     conn: psycopg.Connection, *, schemas: list[str] | None = None, heapallindexed: bool = False
 ) -> list[AmcheckFailure]:
@@ -196,11 +220,7 @@ def amcheck_all(
     """
     import psycopg
 
-    with wrap_errors("creating extension amcheck", conn):
-        # Created only when missing: CREATE EXTENSION IF NOT EXISTS is refused on a read-only copy
-        # even when the extension is there, and amcheck itself only reads.
-        if not conn.execute("select 1 from pg_extension where extname = 'amcheck'").fetchone():
-            conn.execute("create extension amcheck")
+    ensure_amcheck(conn)
     indexes = btree_indexes(conn, schemas=schemas)
     try:  # fast path: one statement for all indexes (hundreds of round trips saved on a drill)
         with conn.transaction():

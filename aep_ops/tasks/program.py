@@ -105,11 +105,11 @@ class AepOpsProgram(Program):
             sys.exit(2)
 
     def parse_collection(self):
-        from aep_ops.tasks import build_namespace, plain_namespace
+        from aep_ops.tasks import area_namespace, build_namespace
 
         words = self.core.unparsed
         listing = self.args.list.value or self.args.help.value or self.args.complete.value
-        plain = None if listing or not words or words[0].startswith("-") else plain_namespace(words[0])
+        plain = None if listing or not words or words[0].startswith("-") else area_namespace(words[0])
         self._plain = plain is not None
         self.namespace = plain if plain is not None else build_namespace()
         route_task_help(self)

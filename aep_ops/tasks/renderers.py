@@ -56,7 +56,7 @@ def render_drill(result: Any, settings: Any) -> None:
     print(f"  report: {report['report']}", file=out)
     print(f"  metrics: {report['metrics_file']}", file=out)
     if report.get("trend_chart"):
-        print(f"  trend chart: {report['trend_chart']} (and .svg)", file=out)
+        print(f"  trend chart: {report['trend_chart']} (and .svg; redrawn in the background)", file=out)
     for reaped in report.get("reaped_leftovers") or []:
         print(f"  reaped leftover scratch copy: {reaped}", file=out)
     kept = report.get("kept")

@@ -35,7 +35,7 @@ from tests.support.processes import spawned
 
 pytestmark = pytest.mark.slow
 
-CHECKS = ("check_markers", "check_row_counts", "check_amcheck", "check_smoke_queries", "check_writable", "measure")
+CHECKS = ("check_markers", "check_row_counts", "check_smoke_queries", "check_amcheck", "check_writable", "measure")
 
 
 @pytest.fixture(scope="module")
@@ -176,27 +176,36 @@ def test_a_corrupt_index_page_on_the_copy_fails_amcheck(cli, state, tmp_path):
     try:
         path = _source_sql("select pg_relation_filepath('ledger_v')")[0][0]
         cli("backup.run", "--type", "incr", check_rc=0, timeout=300)  # ledger is in the backup: replay never touches it
-        earlier = _run_ids(state)
-        log = tmp_path / "drill.log"
-        with spawned([str(BIN / "inv"), "dr.drill"], log=log, cwd=REPO,
-                     env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}) as proc:
-            try:
-                run_id, _ = freeze_mid_restore(proc, state, ("pgbackrest", "replay"), earlier=earlier)
-                datadir = state / "pg" / "restores" / f"drill-{run_id.lower()}" / "data"
-                _wait_files_written(datadir, datadir / path)
-                with open(datadir / path, "r+b") as fh:  # the middle of page 1 (data checksums are on)
-                    fh.seek(8192 + 4000)
-                    fh.write(b"\xff" * 64)
-            finally:
-                proc.send_signal(signal.SIGCONT)
-            rc = proc.wait(timeout=300)
-        *shown, last = [ln for ln in log.read_text().splitlines() if not ln.startswith("{")]  # not the JSON log
-        summary = "\n".join(shown)
-        assert_graded_failure(rc, summary[summary.index("dr.drill on local, run"):], last, {"check_amcheck": "1 of "})
-        detail = json.loads((state / "reports" / f"dr-drill-{run_id}.json").read_text())["checks"][2]["detail"]
-        assert re.search(r"indexes fail bt_index_check: public\.ledger_v: invalid page in block 1", detail), detail
+        report = _drill_with_a_page_scribbled(state, tmp_path, path)
+        detail = report["checks"][3]["detail"]
+        assert re.search(r"B-tree indexes: public\.ledger_v: invalid page in block 1 of relation base/", detail), detail
+        assert report["amcheck"]["corrupt_relations"] == ["public.ledger_v"]
     finally:
         _source_sql("drop table if exists ledger")
+
+
+def _drill_with_a_page_scribbled(state: Path, tmp_path: Path, relation_file: str, *args: str) -> dict:
+    """A drill held (SIGSTOP) once pgBackRest has written the copy's files and before its checks run;
+    page 1 of ``relation_file`` (relative to the data directory) is overwritten on disk; thawed, the
+    drill must grade check_amcheck, and it alone, as failed on one corrupt relation. Its report."""
+    earlier = _run_ids(state)
+    log = tmp_path / "drill.log"
+    with spawned([str(BIN / "inv"), "dr.drill", *args], log=log, cwd=REPO,
+                 env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}) as proc:
+        try:
+            run_id, _ = freeze_mid_restore(proc, state, ("pgbackrest", "replay"), earlier=earlier)
+            datadir = state / "pg" / "restores" / f"drill-{run_id.lower()}" / "data"
+            _wait_files_written(datadir, datadir / relation_file)
+            with open(datadir / relation_file, "r+b") as fh:  # the middle of page 1 (data checksums are on)
+                fh.seek(8192 + 4000)
+                fh.write(b"\xff" * 64)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        rc = proc.wait(timeout=300)
+    *shown, last = [ln for ln in log.read_text().splitlines() if not ln.startswith("{")]  # not the JSON log
+    summary = "\n".join(shown)
+    return assert_graded_failure(rc, summary[summary.index("dr.drill on local, run"):], last,
+                                 {"check_amcheck": "pg_amcheck found 1 corrupt relation of "})
 
 
 def _wait_files_written(datadir: Path, index_file: Path, timeout: float = 120) -> None:
@@ -271,3 +280,56 @@ def _wait_archiver(db: locations.LocalDb, condition, what: str, timeout: float =
         while not condition(status := facts.archiver_status(conn), conn):
             assert time.monotonic() < deadline, f"waited {timeout:.0f}s for {what}: {status}"
             time.sleep(0.05)
+
+
+def test_a_thorough_drill_checks_the_heap_and_names_a_corrupt_table(cli, state, tmp_path):
+    """As the corrupt index above, with a page of a table's heap (no index on it): only the heap
+    checks of a thorough drill (``--thorough``, the weekly timer's) read it."""
+    _source_sql("create table ledger_heap (id int, v text)",
+                "insert into ledger_heap select g, md5(g::text) from generate_series(1, 20000) g", "checkpoint")
+    try:
+        path = _source_sql("select pg_relation_filepath('ledger_heap')")[0][0]
+        cli("backup.run", "--type", "incr", check_rc=0, timeout=300)
+        report = _drill_with_a_page_scribbled(state, tmp_path, path, "--thorough")
+        detail = next(c["detail"] for c in report["checks"] if c["id"] == "check_amcheck")
+        assert re.search(r"B-tree indexes and \d+ tables: public\.ledger_heap: invalid page in block 1 ", detail), detail
+        assert report["amcheck"]["corrupt_relations"] == ["public.ledger_heap"]
+        assert {k: report["amcheck"][k] for k in ("profile", "heap", "heapallindexed")} == {
+            "profile": "thorough", "heap": True, "heapallindexed": True}
+    finally:
+        _source_sql("drop table if exists ledger_heap")
+
+
+def test_the_drills_copy_replays_fast_and_can_never_be_cut_over_to(cli, state):
+    """The scratch copy runs with fsync, full_page_writes and synchronous_commit off and the report
+    says so; pitr.cutover refuses it; pgBackRest restored it with backup.restore_process_max
+    processes; a pitr.restore copy keeps the safe settings."""
+    proc = cli("dr.drill", "--keep", "--json", "--set", "backup.restore_process_max=3", timeout=300, check_rc=0)
+    report = json.loads(proc.stdout)
+    assert report["fast_replay"] == {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
+    assert report["restore_process_max"] == 3
+    with psycopg.connect(report["kept"]["dsn"], connect_timeout=5) as conn:
+        shown = {name: conn.execute(f"show {name}").fetchone()[0] for name in report["fast_replay"]}
+    assert shown == report["fast_replay"]
+    md = (state / "reports" / f"dr-drill-{report['run_id']}.md").read_text()
+    assert ("- Started with fsync=off, full_page_writes=off, synchronous_commit=off for a fast replay: a throw-away"
+            " copy that must never serve the application") in md
+    assert "- pgBackRest restore with 3 processes" in md
+    log = (state / "pgbackrest" / "log").glob("*restore*.log")
+    began = [ln for path in log for ln in path.read_text().splitlines() if "restore command begin" in ln]
+    assert "--process-max=3" in began[-1]
+
+    refused = cli("pitr.cutover", "--env", "local", report["restored_name"])
+    assert refused.returncode == 2 and "a drill's throw-away copy, started with fsync=off" in refused.stderr
+    assert "Traceback" not in refused.stderr and "inv pitr.restore" in refused.stderr
+
+    target = report["target_time"]
+    cli("pitr.restore", "--target-time", target, "--name", "safe-copy", "--json", timeout=300, check_rc=0)
+    try:
+        copy = json.loads((state / "pg" / "restores" / "safe-copy" / "restore.json").read_text())
+        assert copy["fast_replay"] is None
+        with psycopg.connect(copy["dsn"], connect_timeout=5) as conn:
+            assert conn.execute("show full_page_writes").fetchone()[0] == "on"
+            assert conn.execute("show synchronous_commit").fetchone()[0] == "on"
+    finally:
+        cli("pitr.discard", "--env", "local", "safe-copy", timeout=120)

@@ -41,8 +41,8 @@ def test_failed_drill_on_a_terminal(cli, local_env, monkeypatch, tmp_path):
     # The summary: one line per check, each objective beside its own measure, in human units.
     summary = shown[shown.index("dr.drill on local, run "):]
     check_lines = [ln for ln in summary.splitlines() if re.match(r"  (passed|failed|skipped) ", ln)]
-    assert [ln.split()[1] for ln in check_lines] == ["check_markers", "check_row_counts", "check_amcheck",
-                                                     "check_smoke_queries", "check_writable", "measure"]
+    assert [ln.split()[1] for ln in check_lines] == ["check_markers", "check_row_counts", "check_smoke_queries",
+                                                     "check_amcheck", "check_writable", "measure"]
     failed = [ln for ln in check_lines if ln.startswith("  failed")]
     assert len(failed) == 1 and MESSAGE in failed[0] and failed[0].endswith("(+4 lines in the report)")  # DETAIL x2, HINT, CONTEXT
     assert re.search(r"  RTO \d+\.\d s \(objective 4 h\), RPO \d+\.\d s \(objective 15 min\),"

@@ -16,6 +16,7 @@ import re
 import socket
 import struct
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta, timezone
 
@@ -186,7 +187,8 @@ def test_png_and_svg_replaced_atomically_and_only_when_the_history_changes(setti
     svg_before = paths["svg"].read_bytes()
     trend.write_chart(settings)
     assert paths["svg"].read_bytes() != svg_before and paths["png"].read_bytes() != png
-    assert sorted(p.name for p in paths["png"].parent.iterdir() if p.name.startswith(".")) == [], "no temp file left"
+    assert sorted(p.name for p in paths["png"].parent.iterdir() if p.name.startswith(".")) == [
+        ".dr-trend-local.drawn"], "no temp file left: only the lock that says what was drawn last"
     assert b"<dc:date>" not in paths["svg"].read_bytes()
 
 
@@ -205,3 +207,26 @@ def test_listing_tasks_does_not_import_matplotlib(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "dr.history" in proc.stdout
     assert "matplotlib" not in proc.stderr and "aep_ops.dr.trend" not in proc.stderr
+
+
+def test_a_drill_draws_its_chart_in_a_process_of_its_own_and_an_older_picture_never_wins(settings):
+    """trend_draw.start returns at once; the child draws this drill's chart. A draw whose data is
+    older than the chart already there (two drills close together, the first child slower) leaves
+    it alone."""
+    from aep_ops.dr import trend_draw
+
+    report(settings, NOW - timedelta(days=2))
+    older = trend_draw.job_of(settings)
+    report(settings, NOW - timedelta(hours=1))
+    paths = trend_draw.start(settings)
+    stamp = trend_draw.stamp_path(paths["svg"])
+    deadline = time.monotonic() + 60
+    while not (stamp.exists() and json.loads(stamp.read_text() or "null") == trend_draw.job_of(settings)["generation"]):
+        assert time.monotonic() < deadline, "the drawing process never drew the chart"
+        time.sleep(0.02)
+    svg = paths["svg"].read_bytes()
+    assert b"2 drills" in svg
+    trend_draw.draw(older)
+    assert paths["svg"].read_bytes() == svg, "the newer chart stays"
+    log = (settings.state_dir / "logs" / "aep-ops.jsonl").read_text()
+    assert '"dr.trend.drawn"' in log, "the child says in the log what it drew"

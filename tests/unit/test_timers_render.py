@@ -36,6 +36,9 @@ def test_the_issue_s_schedules_are_the_defaults_and_systemd_accepts_every_unit()
     assert set(jobs) == DEFAULT_JOBS
     assert jobs["dr-drill"].schedule == "Mon *-*-* 04:00:00 UTC"  # checklists/drill-review.md: Monday 04:00
     assert jobs["dr-drill"].period_seconds == 7 * 86400
+    assert jobs["dr-drill"].params == {"thorough": True}  # heap and heapallindexed checks, weekly
+    drill_exec = shlex.split(_service_lines(rendered.files["aep-ops-prod-dr-drill.service"], "ExecStart")[0])
+    assert drill_exec[1:] == ["dr.drill", "--env=prod", "--thorough"]
     assert jobs["backup-full"].params == {"type": "full"} and jobs["backup-full"].period_seconds == 86400
     assert jobs["backup-incr"].params == {"type": "incr"} and jobs["backup-incr"].period_seconds == 3600
     assert jobs["certs-check"].period_seconds == jobs["certs-renew"].period_seconds == 12 * 3600
@@ -92,6 +95,8 @@ environments:
     assert _service_lines(files["aep-ops-staging-dr-drill.timer"], "RandomizedDelaySec") == ["30"]
     full = files["aep-ops-staging-backup-full.service"]
     assert _service_lines(full, "OnSuccess") == ["aep-ops-staging-drill-after-backup-full.service"]
+    after_full = files["aep-ops-staging-drill-after-backup-full.service"]
+    assert "--thorough" not in _service_lines(after_full, "ExecStart")[0], "a daily drill stays quick"
     assert "aep-ops-staging-drill-after-backup-full.timer" not in files  # started by the backup, not a clock
     # A value with a quote, a % and a $ reaches the runbook unchanged: quoted, %% and $$ for systemd.
     greet = _service_lines(files["aep-ops-staging-greet-often.service"], "ExecStart")[0]

@@ -81,7 +81,10 @@ class DatabaseBackend(ABC):
 
     @abstractmethod
     def restore(self, name: str, target: datetime, *, run_id: str | None, purpose: str, progress: Any,
-                timeout: float) -> dict[str, Any]: ...
+                timeout: float, fast_replay: bool = False) -> dict[str, Any]:
+        """Restore into a new copy ``name`` and promote it. ``fast_replay`` (a drill's throw-away copy):
+        start it with the settings in ``FAST_REPLAY`` where the backend can, record them in the copy's
+        metadata (``fast_replay``), and never let it be cut over to."""
 
     @abstractmethod
     def verify(self, meta: dict[str, Any], target: datetime, smoke_queries: list[str]) -> dict[str, Any]: ...
@@ -178,6 +181,17 @@ def backend_for(settings: Any) -> DatabaseBackend:
 
 
 DEFAULT_RTO_SECONDS = 4 * 3600  # the platform's recovery time objective, when an environment sets none
+
+
+# Safe for a copy that is thrown away after its checks, never for one that serves: a crash of the
+# machine while they are off can leave the copy's files corrupt. PostgreSQL skips fsyncing the
+# whole restored data directory at start (SyncDataDirectory) and every later flush.
+FAST_REPLAY = {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
+
+
+def fast_replay_wanted(settings: Any) -> bool:
+    """``drill.fast_replay``: true unless set to false."""
+    return (settings.env.get("drill") or {}).get("fast_replay") is not False
 
 
 def restore_timeout(settings: Any) -> int:

@@ -103,10 +103,10 @@ class Backend(DatabaseBackend):
         return state, (dict(copy.meta) if copy else None)
 
     def restore(self, name: str, target: datetime, *, run_id: str | None, purpose: str, progress: Any,
-                timeout: float) -> dict[str, Any]:
+                timeout: float, fast_replay: bool = False) -> dict[str, Any]:
         found = local_facts.check_target(self.db, target)  # facts go stale: check again right before
         meta = restore(self.settings, self.db, name, found, run_id=run_id, purpose=purpose,
-                       progress=progress, timeout=timeout)
+                       progress=progress, timeout=timeout, fast_replay=fast_replay)
         return {**meta, "backup_stop": found.backup_stop.isoformat()}
 
     def verify(self, meta: dict[str, Any], target: datetime, smoke_queries: list[str]) -> dict[str, Any]:
@@ -226,8 +226,13 @@ def restore_state(settings: Any, name: str, target: datetime) -> tuple[str, loca
 
 
 def restore(settings: Any, db: locations.LocalDb, name: str, check: local_facts.TargetCheck, *, run_id: str | None,
-            purpose: str, progress: Any = None, timeout: float = 1800) -> dict[str, Any]:
-    """Restore ``check.backup_label`` + WAL up to ``check.target`` into restores/NAME and promote it."""
+            purpose: str, progress: Any = None, timeout: float = 1800, fast_replay: bool = False) -> dict[str, Any]:
+    """Restore ``check.backup_label`` + WAL up to ``check.target`` into restores/NAME and promote it,
+    with one pgBackRest process per core (``backup.restore_process_max``); ``fast_replay``: see
+    ``backends.FAST_REPLAY``."""
+    from aep_ops.base.cores import configured_or_cores
+    from aep_ops.db.backends import FAST_REPLAY
+
     say = progress or (lambda message: None)
     state, copy = restore_state(settings, name, check.target)
     if state == "other":
@@ -241,7 +246,8 @@ def restore(settings: Any, db: locations.LocalDb, name: str, check: local_facts.
     copy.meta.update({"name": name, "created_by": "aep-ops", "purpose": purpose, "run_id": run_id,
                       "status": "restoring", "port": port, "target_time": check.target.isoformat(),
                       "backup_label": check.backup_label, "source": str(db.cluster.datadir),
-                      "restore_started_at": iso_from_timestamp(started)})
+                      "restore_started_at": iso_from_timestamp(started),
+                      "fast_replay": dict(FAST_REPLAY) if fast_replay else None})
     _ensure_base(copy)
     copy.save()
     cluster = copy.cluster(settings)
@@ -249,11 +255,13 @@ def restore(settings: Any, db: locations.LocalDb, name: str, check: local_facts.
     say(f"restoring backup {check.backup_label} into {copy.datadir}")
     from aep_ops.pg.backrest_progress import restore_watch
 
+    processes = configured_or_cores((settings.env.get("backup") or {}).get("restore_process_max"))
     with restore_watch(db.backrest, check.backup_label, copy.datadir, progress):  # bytes, rate, ETA
         result = db.backrest.restore(copy.datadir, target_time=check.target, set_label=check.backup_label,
-                                     timeout=timeout)
+                                     timeout=timeout, extra_options=[f"--process-max={processes}"])
     restored_at = time.time()
-    cluster.configure({"archive_mode": "off", "archive_command": "", "shared_buffers": "128MB"})
+    cluster.configure({"archive_mode": "off", "archive_command": "", "shared_buffers": "128MB",
+                       **(FAST_REPLAY if fast_replay else {})})
     cluster.disable_archiving()
     left = max(30.0, started + timeout - time.time())  # one deadline for files + replay, not one each
     port = _start_copy(settings, db, copy, cluster, left, say, check.target.isoformat())
@@ -266,7 +274,7 @@ def restore(settings: Any, db: locations.LocalDb, name: str, check: local_facts.
         "last_replayed_commit": promoted.last_replayed_commit.isoformat() if promoted.last_replayed_commit else None,
         "recovery_stop": promoted.stop_line, "restore_seconds": round(restored_at - started, 3),
         "recovery_seconds": round(finished - restored_at, 3), "promoted_at": iso_from_timestamp(finished),
-        "pgbackrest_seconds": round(result.duration, 3),
+        "pgbackrest_seconds": round(result.duration, 3), "restore_process_max": processes,
     })
     copy.save()
     log.info("pitr.restored", name=name, port=port, timeline=promoted.timeline)

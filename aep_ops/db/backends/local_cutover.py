@@ -55,6 +55,11 @@ def target_db(settings: Any, name: str) -> locations.LocalDb:
     if copy is None or copy.meta.get("status") != "promoted":
         raise UsageError(f"no verified restore named {name} (see `inv pitr.list`; the original is"
                          f" {locations.SOURCE_NAME})")
+    if copy.meta.get("fast_replay"):
+        unsafe = ", ".join(f"{k}={v}" for k, v in copy.meta["fast_replay"].items())
+        raise UsageError(f"{name} is a drill's throw-away copy, started with {unsafe}: a crash could have left it"
+                         f" corrupt, so it never serves the application; restore a copy for that with"
+                         f" `inv pitr.restore --env {settings.env_name} --target-time ...`")
     return locations.local_db(settings, name)
 
 

@@ -112,7 +112,8 @@ class Backend(DatabaseBackend):
         return ("done", meta) if instance.get("DBInstanceStatus") == "available" else ("partial", meta)
 
     def restore(self, name: str, target: datetime, *, run_id: str | None, purpose: str, progress: Any,
-                timeout: float) -> dict[str, Any]:
+                timeout: float, fast_replay: bool = False) -> dict[str, Any]:
+        """``fast_replay`` does not apply: RDS manages fsync and full_page_writes itself."""
         from aep_ops.db.backends.rds_restore import restore_to_new_instance
 
         state, _ = self.restore_state(name, target)
