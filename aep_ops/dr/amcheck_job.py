@@ -18,7 +18,7 @@ from typing import Any
 
 from aep_ops.base.cores import configured_or_cores
 from aep_ops.engine.context import RunContext
-from aep_ops.pg.amcheck import AmcheckJob, AmcheckOptions, AmcheckResult
+from aep_ops.pg.amcheck import AmcheckJob, AmcheckOptions, AmcheckResult, conninfo_of
 
 DEFAULTS = {"quick": {"heap": False, "heapallindexed": False}, "thorough": {"heap": True, "heapallindexed": True}}
 _RUNNING: dict[str, AmcheckJob] = {}
@@ -52,8 +52,8 @@ def start(ctx: RunContext) -> dict[str, Any]:
     with restored_conn(ctx) as conn:
         facts.ensure_amcheck(conn)
         counts = facts.checkable_relations(conn)
-        conninfo, password = _conninfo(conn)
-        bindir = _bindir(ctx)
+        conninfo, password = conninfo_of(conn)
+        bindir = (ctx.env.get("postgres") or {}).get("bindir") or None
     stop(ctx)  # a job of an earlier attempt in this process
     job = AmcheckJob.start(bindir, conninfo, wanted, password=password)
     _RUNNING[ctx.run_id] = job  # a run that ends before check_amcheck stops it: dr/run_hooks.py
@@ -91,13 +91,3 @@ def stop_run(run_id: str | None) -> bool:
     running = job.running
     job.terminate()
     return running
-
-
-def _conninfo(conn: Any) -> tuple[str, str | None]:
-    from aep_ops.pg.amcheck import conninfo_of
-
-    return conninfo_of(conn)
-
-
-def _bindir(ctx: RunContext) -> str | None:
-    return (ctx.env.get("postgres") or {}).get("bindir") or None

@@ -117,22 +117,22 @@ class CheckAmcheck(OnScratch):
         except ToolMissing as exc:  # a resumed drill starts pg_amcheck here
             raise VerificationFailed(str(exc)) from exc
         started = ctx.outputs.get("start_amcheck") or {}
-        facts = {"indexes": started.get("indexes"), "tables": started.get("tables"), "jobs": started.get("jobs"),
-                 "heap": started.get("heap"), "heapallindexed": started.get("heapallindexed"),
-                 "profile": started.get("profile"), "amcheck_seconds": result.seconds,
-                 "corrupt_relations": result.corrupt_relations}
+        measured = {"indexes": started.get("indexes"), "tables": started.get("tables"), "jobs": started.get("jobs"),
+                    "heap": started.get("heap"), "heapallindexed": started.get("heapallindexed"),
+                    "profile": started.get("profile"), "amcheck_seconds": result.seconds,
+                    "corrupt_relations": result.corrupt_relations}
         if result.errors and not result.findings:
             raise VerificationFailed("pg_amcheck could not check the copy: " + "; ".join(result.errors[:3]),
-                                     details=facts)
+                                     details=measured)
         if not result.ok:
             shown = "; ".join(f.describe() for f in result.findings[:5])
             more = len(result.findings) + result.more_findings - 5
             corrupt = len(result.corrupt_relations)
             raise VerificationFailed(f"pg_amcheck found {corrupt} corrupt relation{'s' if corrupt != 1 else ''}"
                                      f" of {_checked(started)}: {shown}" + (f" (+{more} more)" if more > 0 else ""),
-                                     details=facts)
+                                     details=measured)
         return Plan.unchanged(f"{_checked(started)} checked by pg_amcheck in {result.seconds:.1f} s"
-                              f" ({started.get('checks')})", **facts)
+                              f" ({started.get('checks')})", **measured)
 
 
 def _checked(started: dict[str, Any]) -> str:

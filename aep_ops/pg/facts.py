@@ -1,7 +1,7 @@
 """Read-only probes of a running PostgreSQL server (facts, in pyinfra's sense).
 
 Each function takes an open connection, runs one cheap query and returns plain data.
-Two exceptions, named as such: ``ensure_amcheck`` (and ``amcheck_all``) may create the amcheck extension (run it
+Two exceptions, named as such: ``ensure_amcheck`` may create the amcheck extension (run it
 on restored copies, which is what it is for) and ``switch_wal`` closes a WAL segment.
 Identifiers are composed with ``psycopg.sql``; values are always bound parameters.
 """
@@ -41,24 +41,6 @@ class ArchiverStatus:
         if self.last_failed_time is None:
             return False
         return self.last_archived_time is None or self.last_failed_time > self.last_archived_time
-
-
-@dataclass(frozen=True)
-class IndexRef:
-    schema: str
-    table: str
-    name: str
-    oid: int
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-
-@dataclass(frozen=True)
-class AmcheckFailure:
-    index: IndexRef
-    error: str
 
 
 def archiver_status(conn: psycopg.Connection) -> ArchiverStatus:
@@ -169,23 +151,6 @@ def setting(conn: psycopg.Connection, name: str) -> str:
         return conn.execute("select current_setting(%s)", (name,)).fetchone()[0]
 
 
-def btree_indexes(conn: psycopg.Connection, *, schemas: list[str] | None = None) -> list[IndexRef]:
-    """Valid, ready B-tree indexes on permanent relations (what amcheck can check)."""
-    query = (
-        "select n.nspname, t.relname, c.relname, c.oid::int8 from pg_index i"
-        " join pg_class c on c.oid = i.indexrelid"
-        " join pg_class t on t.oid = i.indrelid"
-        " join pg_namespace n on n.oid = c.relnamespace"
-        " join pg_am a on a.oid = c.relam"
-        " where a.amname = 'btree' and i.indisvalid and i.indisready and c.relpersistence = 'p'"
-        " and (%(schemas)s::text[] is null or n.nspname = any(%(schemas)s::text[]))"
-        " order by 1, 2, 3"
-    )
-    with wrap_errors("listing B-tree indexes", conn):
-        rows = conn.execute(query, {"schemas": schemas}).fetchall()
-    return [IndexRef(*row) for row in rows]
-
-
 def ensure_amcheck(conn: psycopg.Connection) -> None:
     """Create the amcheck extension when missing (on restored copies, which is what it is for).
     Only when missing: CREATE EXTENSION IF NOT EXISTS is refused on a read-only copy even when the
@@ -208,35 +173,6 @@ def checkable_relations(conn: psycopg.Connection) -> dict[str, int]:
         indexes, tables, index_bytes, table_bytes = conn.execute(query).fetchone()
     return {"indexes": int(indexes), "tables": int(tables), "index_bytes": int(index_bytes),
             "table_bytes": int(table_bytes)}
-
-
-def amcheck_all(
-    conn: psycopg.Connection, *, schemas: list[str] | None = None, heapallindexed: bool = False
-) -> list[AmcheckFailure]:
-    """Run ``bt_index_check`` on every B-tree index; return the ones that fail (empty = healthy).
-
-    Each index is checked in its own transaction (or savepoint) so one corrupt index does
-    not hide the state of the others.
-    """
-    import psycopg
-
-    ensure_amcheck(conn)
-    indexes = btree_indexes(conn, schemas=schemas)
-    try:  # fast path: one statement for all indexes (hundreds of round trips saved on a drill)
-        with conn.transaction():
-            conn.execute("select count(bt_index_check(oid::regclass, %s)) from unnest(%s::oid[]) as oid",
-                         (heapallindexed, [index.oid for index in indexes]))
-        return []
-    except psycopg.Error:
-        pass  # at least one fails: check one by one so each failing index is named
-    failures: list[AmcheckFailure] = []
-    for index in indexes:
-        try:
-            with conn.transaction():
-                conn.execute("select bt_index_check(%s::oid::regclass, %s)", (index.oid, heapallindexed))
-        except psycopg.Error as exc:
-            failures.append(AmcheckFailure(index, (str(exc).strip().splitlines() or [type(exc).__name__])[0]))
-    return failures
 
 
 def table_row_counts(conn: psycopg.Connection, *, schema: str = "public") -> dict[str, int]:

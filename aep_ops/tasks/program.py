@@ -92,10 +92,10 @@ def nothing_to_parse(program: Program) -> bool:
 
 class AepOpsProgram(Program):
     """invoke's Program, except that a command-line mistake exits 2 (bad input), not 1, and
-    that a plain task (``fleet.run``, ``runs.show``...) starts without importing every
-    runbook module: the whole namespace is built only when something needs it."""
+    that a task (``fleet.run``, ``runs.show``, ``dr.drill``...) starts with its own area's
+    modules only: the whole namespace is built only when something needs it."""
 
-    _plain = False  # parse_collection chose a namespace of plain tasks only
+    _plain = False  # parse_collection chose one area's namespace
 
     def parse_core(self, argv):
         try:
