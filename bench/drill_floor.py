@@ -22,6 +22,8 @@ from typing import Any
 from drill_env import (PGBIN, REPO, BenchError, as_postgres, chown_postgres, connect, free_port, run_logged, say,
                        stop_cluster, tail)
 
+from aep_ops.base.cores import available_cores  # noqa: E402  (drill_env puts the repository on the path)
+
 PGBACKREST = "/usr/bin/pgbackrest"
 LAG_INTERVAL = 5.0
 
@@ -48,7 +50,7 @@ def amcheck_plan(report: dict[str, Any]) -> dict[str, Any]:
     if not mirrored:
         say("        the drill report has no amcheck section: the floor checks the B-tree indexes"
             " with one job per core")
-    return {"jobs": int(amcheck.get("jobs") or len(os.sched_getaffinity(0))), "heap": bool(amcheck.get("heap")),
+    return {"jobs": int(amcheck.get("jobs") or available_cores()), "heap": bool(amcheck.get("heap")),
             "heapallindexed": bool(amcheck.get("heapallindexed")), "mirrored_from_report": mirrored}
 
 

@@ -12,7 +12,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from aep_ops.db.backends import backend_class, backend_for, fast_replay_wanted, restore_timeout
+from aep_ops.db.backends import backend_class, backend_for, restore_timeout
 from aep_ops.dr import scratch
 from aep_ops.dr.checks import (CheckAmcheck, CheckMarkers, CheckRowCounts, CheckSmokeQueries, CheckWritable,
                                StartAmcheck, critical_tables)
@@ -106,7 +106,7 @@ class EnsureScratchRestored(Step):
         timeout = restore_timeout(ctx.settings)
         meta = backend_for(ctx.settings).restore(_scratch_name(ctx), target, run_id=ctx.run_id, purpose=scratch.PURPOSE,
                                                  progress=ctx.progress, timeout=timeout,
-                                                 fast_replay=fast_replay_wanted(ctx.settings))
+                                                 fast_replay=scratch.fast_replay_wanted(ctx))
         return {**meta, "reaped_leftovers": reaped}
 
     def interrupted(self, ctx):

@@ -23,6 +23,11 @@ log = get_logger(__name__)
 PURPOSE = "drill"
 
 
+def fast_replay_wanted(ctx: RunContext) -> bool:
+    """``drill.fast_replay``: the scratch copy replays with ``backends.FAST_REPLAY`` unless set to false."""
+    return (ctx.env.get("drill") or {}).get("fast_replay") is not False
+
+
 def scratch_name(ctx: RunContext) -> str:
     """A valid cluster directory and RDS instance identifier (letters, digits, single hyphens)."""
     return "drill-" + ctx.run_id.lower()

@@ -189,11 +189,6 @@ DEFAULT_RTO_SECONDS = 4 * 3600  # the platform's recovery time objective, when a
 FAST_REPLAY = {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
 
 
-def fast_replay_wanted(settings: Any) -> bool:
-    """``drill.fast_replay``: true unless set to false."""
-    return (settings.env.get("drill") or {}).get("fast_replay") is not False
-
-
 def restore_timeout(settings: Any) -> int:
     """Seconds a restore and its recovery may take: ``drill.restore_timeout`` when set, else the
     environment's RTO objective (``objectives.rto_seconds``, 4 h when unset).
